@@ -1,0 +1,70 @@
+# The verbs a user types. `make demo` and `make test` work on a fresh machine:
+# both install what they need first.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+STAMP := .make/installed
+
+.PHONY: install test test-unit check lint typecheck layering golden demo bench \
+        cluster-up cluster-down e2e e2e-local e2e-kind images clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PIP) install --quiet --disable-pip-version-check -e '.[sidecar,test,dev]'
+	@mkdir -p .make && touch $(STAMP)
+
+## test: the whole suite: unit, golden, real-process integration, and the e2e
+## suite against a local control plane (built on first use, cached in ~/.cache).
+test: install
+	$(PYTHON) -m pytest -q tests
+	$(MAKE) --no-print-directory e2e-local
+
+## test-unit: everything that needs no API server.
+test-unit: install
+	$(PYTHON) -m pytest -q tests
+
+check: install lint typecheck layering
+
+lint:
+	$(PYTHON) -m ruff check injector sidecar tests e2e bench
+	$(PYTHON) -m ruff format --check injector sidecar tests e2e bench
+
+typecheck:
+	$(PYTHON) -m mypy
+
+layering:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_layering.py
+
+## golden: regenerate tests/golden/*.injected.yaml from tests/golden/*.yaml.
+golden: install
+	$(PYTHON) -m tests.golden_tool regenerate
+
+## demo: start the webhook with a self-signed certificate and send it pods.
+demo: install
+	$(PYTHON) -m demo
+
+bench: install
+	$(PYTHON) -m bench
+
+cluster-up: install
+	$(PYTHON) -m e2e.cluster up
+
+cluster-down:
+	$(PYTHON) -m e2e.cluster down
+
+## e2e-local: start a local control plane, run e2e/ against it, stop it.
+e2e-local: install
+	$(PYTHON) -m e2e.cluster run -- $(PYTHON) -m pytest -q e2e
+
+## e2e: the e2e suite against whatever cluster KUBECONFIG names.
+e2e: install
+	$(PYTHON) -m pytest -q e2e
+
+e2e-kind:
+	./e2e/kind.sh
+
+images:
+	./images/build.sh
+
+clean:
+	rm -rf .make build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,188 @@
+"""Telling the app that its secrets or config changed.
+
+A reload target is written as one string (the ``reload`` annotation, passed to
+the agent as ``SIDECAR_RELOAD``):
+
+* ``http://127.0.0.1:8080/-/reload`` (or https): POST to that URL, any 2xx is
+  success. ``GET http://...`` picks another method.
+* ``signal:SIGHUP`` or ``signal:SIGHUP:nginx``: send the signal to the app's
+  processes. That needs ``shareProcessNamespace: true`` and an agent running
+  as the app's user (the injector renders both). Without a name every process
+  of the agent's own user except the agent itself is signalled; with a name,
+  only processes whose command name (``/proc/PID/comm``) is that name.
+
+``Notifier.notify()`` retries with back-off and counts outcomes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from sidecar.backoff import Backoff, Deadline
+from sidecar.log import Logger
+from sidecar.metrics import Registry
+
+RELOAD_HELP = (
+    "an http(s) URL (optionally prefixed by a method, e.g. 'GET http://...') or "
+    "'signal:SIGNAME[:process-name]', e.g. 'signal:SIGHUP:nginx'"
+)
+_METHODS = ("GET", "POST", "PUT")
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    method: str
+    url: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url}"
+
+
+@dataclass(frozen=True)
+class SignalTarget:
+    signum: signal.Signals
+    process: str | None
+
+    def __str__(self) -> str:
+        return f"signal:{self.signum.name}" + (f":{self.process}" if self.process else "")
+
+
+ReloadTarget = HttpTarget | SignalTarget
+
+
+def parse_reload(text: str) -> ReloadTarget:
+    value = text.strip()
+    if value.startswith("signal:"):
+        name, _, process = value[len("signal:") :].partition(":")
+        name = name.upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        try:
+            signum = signal.Signals[name]
+        except KeyError:
+            raise ValueError(f"{text!r}: unknown signal {name}; use {RELOAD_HELP}") from None
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            raise ValueError(f"{text!r}: {name} cannot be a reload signal; use e.g. SIGHUP")
+        return SignalTarget(signum, process or None)
+    method, _, url = value.partition(" ")
+    if not url:
+        method, url = "POST", value
+    method = method.upper()
+    if method not in _METHODS or not url.startswith(("http://", "https://")):
+        raise ValueError(f"{text!r} is not {RELOAD_HELP}")
+    return HttpTarget(method, url)
+
+
+class ReloadFailed(Exception):
+    pass
+
+
+class Notifier:
+    def __init__(
+        self,
+        target: ReloadTarget,
+        registry: Registry,
+        log: Logger,
+        *,
+        attempts: int = 5,
+        timeout: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.target = target
+        self.log = log
+        self.attempts = attempts
+        self.timeout = timeout
+        self.backoff = backoff or Backoff(initial=0.2, maximum=5.0)
+        self.reloads = registry.counter(
+            "reloads_total", "App reload notifications by outcome", ("outcome",)
+        )
+
+    def notify(self, stop: threading.Event | None = None) -> bool:
+        """Tell the app once; True when it acknowledged. Never raises."""
+        self.backoff.reset()
+        deadline = Deadline.after(self.timeout * self.attempts + 30)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self._send()
+            except ReloadFailed as exc:
+                self.log.warning(
+                    "reload failed", target=str(self.target), attempt=attempt, error=str(exc)
+                )
+                wait = min(self.backoff.next(), deadline.remaining())
+                if attempt == self.attempts or (stop is not None and stop.wait(wait)):
+                    break
+                if stop is None:
+                    threading.Event().wait(wait)
+                continue
+            self.reloads.inc(outcome="ok")
+            self.log.info("reload sent", target=str(self.target), attempt=attempt)
+            return True
+        self.reloads.inc(outcome="failed")
+        return False
+
+    def _send(self) -> None:
+        if isinstance(self.target, HttpTarget):
+            self._send_http(self.target)
+        else:
+            self._send_signal(self.target)
+
+    def _send_http(self, target: HttpTarget) -> None:
+        request = urllib.request.Request(target.url, method=target.method, data=b"")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read(4096)
+        except urllib.error.HTTPError as exc:
+            raise ReloadFailed(f"{target.url} answered {exc.code}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ReloadFailed(f"{target.url} unreachable: {reason}") from exc
+
+    def _send_signal(self, target: SignalTarget) -> None:
+        pids = find_processes(target.process)
+        if not pids:
+            who = f"named {target.process!r}" if target.process else "of the app's user"
+            raise ReloadFailed(
+                f"no process {who} is visible; the pod needs shareProcessNamespace: true "
+                "and the agent must run as the app's user"
+            )
+        sent = 0
+        for pid in pids:
+            try:
+                os.kill(pid, target.signum)
+                sent += 1
+            except ProcessLookupError:
+                continue
+            except PermissionError as exc:
+                raise ReloadFailed(
+                    f"not allowed to signal pid {pid}; run the agent as the app's user"
+                ) from exc
+        if not sent:
+            raise ReloadFailed("every matching process exited before it could be signalled")
+
+
+def find_processes(name: str | None, proc: Path = Path("/proc")) -> list[int]:
+    """Pids of processes to signal: by command name, or every process of our
+    own user but ourselves and our parent-less init (pid 1, the pause process)."""
+    me, uid = os.getpid(), os.getuid()
+    found: list[int] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid in (me, 1):
+            continue
+        try:
+            if name is not None:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(pid)
+            elif entry.stat().st_uid == uid:
+                found.append(pid)
+        except OSError:
+            continue
+    return sorted(found)

@@ -1,0 +1,80 @@
+"""Parsers for the values users write: durations, rates, ports, booleans.
+
+Shared by the injector (validating annotations) and the agent (reading
+``SIDECAR_*`` variables) so both sides accept exactly the same spellings.
+Pure functions; each raises ``ValueError`` with a message that says what is
+accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE = re.compile(r"^(\d+)/(s|m|h)$")
+
+DURATION_HELP = "a duration such as 500ms, 2s, 1m30s or 1h"
+RATE_HELP = "a rate such as 100/s, 600/m or 1000/h"
+PORT_HELP = "a port number from 1 to 65535"
+BOOL_HELP = '"true" or "false"'
+
+
+def parse_duration(text: str) -> float:
+    """``"1m30s"`` -> ``90.0`` seconds. Zero is allowed; negatives are not."""
+    value = text.strip()
+    if not _DURATION.match(value):
+        raise ValueError(f"{text!r} is not {DURATION_HELP}")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
+
+
+def format_duration(seconds: float) -> str:
+    """The canonical spelling the injector renders: whole ms or s."""
+    millis = round(seconds * 1000)
+    if millis % 1000 == 0:
+        return f"{millis // 1000}s"
+    return f"{millis}ms"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A token-bucket rate: ``requests`` per ``period`` seconds."""
+
+    requests: int
+    period: float
+
+    def __str__(self) -> str:
+        unit = {1.0: "s", 60.0: "m", 3600.0: "h"}[self.period]
+        return f"{self.requests}/{unit}"
+
+
+def parse_rate(text: str) -> Rate:
+    match = _RATE.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not {RATE_HELP} (at least 1 request)")
+    return Rate(int(match.group(1)), _UNIT_SECONDS[match.group(2)])
+
+
+def parse_port(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ValueError(f"{text!r} is not {PORT_HELP}")
+    return int(value)
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not {BOOL_HELP}")
+
+
+def parse_positive_int(text: str, *, maximum: int = 2**31 - 1) -> int:
+    value = text.strip()
+    if not value.isdigit() or not 0 <= int(value) <= maximum:
+        raise ValueError(f"{text!r} is not a whole number from 0 to {maximum}")
+    return int(value)
