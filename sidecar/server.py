@@ -54,7 +54,7 @@ def _make_handler(agent: AgentServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = "sidecar-agent"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
         def _send(self, status: int, body: str, content_type: str = "text/plain") -> None:
