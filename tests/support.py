@@ -1,0 +1,57 @@
+"""Test helpers: polling with a deadline, free ports, waiting for HTTP."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_for(
+    check: Callable[[], T | None | bool],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T:
+    """Poll ``check`` until it returns something truthy; return that value."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value  # type: ignore[return-value]
+        except Exception as exc:
+            last_error = exc
+        if time.monotonic() >= deadline:
+            raise Timeout(
+                f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}"
+            )
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_status(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def wait_http_ok(url: str, timeout: float = 15.0) -> None:
+    wait_for(lambda: http_status(url) == 200, timeout=timeout, what=f"200 from {url}")
