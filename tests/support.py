@@ -17,7 +17,7 @@ class Timeout(AssertionError):
 
 
 def wait_for(
-    check: Callable[[], T | None | bool],
+    check: Callable[[], T | bool | None],
     timeout: float = 10.0,
     interval: float = 0.02,
     what: str = "condition",
