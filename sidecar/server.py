@@ -84,8 +84,8 @@ def _make_handler(agent: AgentServer) -> type[BaseHTTPRequestHandler]:
             if length:
                 self.rfile.read(min(length, 65536))
             if self.path.split("?", 1)[0] == "/quitquitquit" and agent.on_quit is not None:
-                self._send(200, "stopping\n")
                 agent.on_quit()
+                self._send(200, "stopping\n")
             else:
                 self._send(404, "not found: POST /quitquitquit\n")
 
