@@ -20,6 +20,7 @@ DURATION_HELP = "a duration such as 500ms, 2s, 1m30s or 1h"
 RATE_HELP = "a rate such as 100/s, 600/m or 1000/h"
 PORT_HELP = "a port number from 1 to 65535"
 BOOL_HELP = '"true" or "false"'
+ADDRESS_HELP = "HOST:PORT such as 0.0.0.0:15020, 127.0.0.1:15020 or [::]:15020"
 
 
 def parse_duration(text: str) -> float:
@@ -62,6 +63,17 @@ def parse_port(text: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 65535:
         raise ValueError(f"{text!r} is not {PORT_HELP}")
     return int(value)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``"0.0.0.0:15020"`` -> ``("0.0.0.0", 15020)``; IPv6 hosts in brackets."""
+    value = text.strip()
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not {ADDRESS_HELP}")
+    return host, int(port)
 
 
 def parse_bool(text: str) -> bool:

@@ -1,0 +1,104 @@
+"""``sidecar proxy``: the agent that runs Envoy next to the app.
+
+1. Read flags and ``SIDECAR_*`` variables once (``settings.load``); a bad value
+   exits 2 with a message naming it, before anything is written or started.
+2. Write the Envoy bootstrap to the work dir and validate it with ``envoy
+   --mode validate``.
+3. Serve /healthz, /ready, /metrics and POST /quitquitquit on the agent
+   address; start Envoy.
+4. Wait for SIGTERM/SIGINT, POST /quitquitquit, or Envoy's death.
+   SIGTERM/quit: fail readiness, drain (see ``supervisor.Envoy.drain``), stop
+   Envoy, exit 0. Envoy's death: exit 1 with Envoy's last log lines.
+
+``sidecar proxy --wait-ready [--wait-timeout 60s]`` does none of that: it
+polls the running agent's /ready (at ``--agent-addr``) and exits 0 once it
+answers 200, or 1 at the deadline; a postStart hook for classic sidecars.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from sidecar.errors import SidecarError
+from sidecar.lifecycle import stop_event
+from sidecar.log import Logger
+from sidecar.metrics import Registry
+from sidecar.proxy.settings import ProxySettings, WaitReadySettings, load_any
+from sidecar.proxy.supervisor import Envoy
+from sidecar.server import AgentServer
+
+
+def main(argv: list[str]) -> int:
+    started = time.monotonic()
+    settings = load_any(argv)
+    if isinstance(settings, WaitReadySettings):
+        return wait_ready(settings)
+    return run(settings, started)
+
+
+def run(settings: ProxySettings, started: float) -> int:
+    log = Logger("proxy", settings.log_level)
+    stop = stop_event()
+    quit_requested = threading.Event()
+    registry = Registry("sidecar")
+    envoy = Envoy(settings, log, registry)
+    envoy.prepare()
+
+    def on_quit() -> None:
+        quit_requested.set()
+        stop.set()
+
+    try:
+        server = AgentServer(
+            settings.agent_host, settings.agent_port, registry, envoy.readiness, on_quit
+        ).start()
+    except OSError as exc:
+        raise SidecarError(
+            f"--agent-addr / SIDECAR_AGENT_ADDR: cannot listen on "
+            f"{settings.agent_host}:{settings.agent_port} ({exc.strerror}); "
+            "is another agent running?"
+        ) from None
+    try:
+        envoy.start(on_exit=stop.set)
+        envoy.wait_ready(started, stop)
+        stop.wait()
+        if envoy.died:
+            raise envoy.failure()
+        reason = "quitquitquit" if quit_requested.is_set() else "signal"
+        log.info("stopping", reason=reason)
+        envoy.drain()
+        if envoy.died:
+            raise envoy.failure()
+        envoy.stop()
+        log.info("stopped")
+        return 0
+    finally:
+        envoy.stop()
+        server.stop()
+
+
+def wait_ready(settings: WaitReadySettings) -> int:
+    """Poll the agent's /ready until 200 or the deadline."""
+    deadline = time.monotonic() + settings.timeout
+    last = "no answer yet"
+    while True:
+        try:
+            with urllib.request.urlopen(settings.url, timeout=2.0) as response:
+                if response.status == 200:
+                    return 0
+        except urllib.error.HTTPError as exc:
+            last = f"{exc.code} {exc.read(200).decode('utf-8', 'replace').strip()}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        if time.monotonic() >= deadline:
+            print(
+                f"sidecar proxy --wait-ready: {settings.url} not ready after "
+                f"{settings.timeout:g}s (last: {last})",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(0.1)
