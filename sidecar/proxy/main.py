@@ -17,11 +17,11 @@ answers 200, or 1 at the deadline; a postStart hook for classic sidecars.
 
 from __future__ import annotations
 
+import http.client
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
+from urllib.parse import urlsplit
 
 from sidecar.errors import SidecarError
 from sidecar.lifecycle import stop_event
@@ -84,16 +84,20 @@ def run(settings: ProxySettings, started: float) -> int:
 def wait_ready(settings: WaitReadySettings) -> int:
     """Poll the agent's /ready until 200 or the deadline."""
     deadline = time.monotonic() + settings.timeout
+    url = urlsplit(settings.url)
     last = "no answer yet"
     while True:
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=2.0)
         try:
-            with urllib.request.urlopen(settings.url, timeout=2.0) as response:
-                if response.status == 200:
-                    return 0
-        except urllib.error.HTTPError as exc:
-            last = f"{exc.code} {exc.read(200).decode('utf-8', 'replace').strip()}"
-        except (urllib.error.URLError, OSError) as exc:
-            last = str(getattr(exc, "reason", exc))
+            conn.request("GET", url.path)
+            response = conn.getresponse()
+            if response.status == 200:
+                return 0
+            last = f"{response.status} {response.read(200).decode('utf-8', 'replace').strip()}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = str(exc) or type(exc).__name__
+        finally:
+            conn.close()
         if time.monotonic() >= deadline:
             print(
                 f"sidecar proxy --wait-ready: {settings.url} not ready after "
