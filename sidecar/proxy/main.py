@@ -63,6 +63,8 @@ def run(settings: ProxySettings, started: float) -> int:
             "is another agent running?"
         ) from None
     try:
+        if stop.is_set():  # stopped while validating: nothing to drain
+            return 0
         envoy.start(on_exit=stop.set)
         envoy.wait_ready(started, stop)
         stop.wait()

@@ -25,7 +25,9 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
+import os
 import re
 import signal
 import subprocess
@@ -104,6 +106,7 @@ class Envoy:
             check=False,
         )
         if result.returncode != 0:
+            path.unlink(missing_ok=True)
             raise UsageError(explain_rejection(result.stdout + result.stderr, self.settings))
         self.log.debug("bootstrap validated", path=str(path))
 
@@ -158,11 +161,11 @@ class Envoy:
         ).start()
 
     def _pump(self, stream: IO[bytes]) -> None:
+        """Pass Envoy's log through, one write per line (atomic on a pipe)."""
         for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.last_lines.append(line)
-            sys.stderr.write(line + "\n")
-            sys.stderr.flush()
+            self.last_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+            with contextlib.suppress(OSError):
+                os.write(sys.stderr.fileno(), raw if raw.endswith(b"\n") else raw + b"\n")
 
     def _watch(self, proc: subprocess.Popen[bytes], on_exit: Callable[[], None]) -> None:
         proc.wait()

@@ -156,6 +156,15 @@ def test_envoy_killed_makes_the_agent_exit_nonzero_with_its_last_lines(
     assert "Traceback" not in err
 
 
+def test_envoy_does_not_outlive_a_killed_agent(upstream: Upstream, proxy: ProxyFactory) -> None:
+    p = proxy(upstream=f"http://127.0.0.1:{upstream.port}").start().ready()
+    envoy = p.envoy_pid()
+    assert p.proc is not None
+    p.proc.kill()  # no drain possible: PR_SET_PDEATHSIG takes Envoy down too
+    p.wait()
+    wait_for(lambda: not Path(f"/proc/{envoy}").exists(), what="envoy to be gone")
+
+
 def test_envoy_failing_at_start_is_reported_with_its_error(
     upstream: Upstream, proxy: ProxyFactory
 ) -> None:
