@@ -239,12 +239,12 @@ class Envoy:
         self._draining = True
         self.draining.set(1)
         started = time.monotonic()
-        self.log.info("draining", grace=s.drain_grace, deadline=s.drain_timeout)
         for path in ("/healthcheck/fail", "/drain_listeners?graceful&inboundonly"):
             try:
                 self.admin.post(path)
             except AdminError as exc:
                 self.log.warning("drain request failed", error=str(exc))
+        self.log.info("draining", grace=s.drain_grace, deadline=s.drain_timeout)
         active: dict[str, int] = {}
         while not self._exited.is_set():
             elapsed = time.monotonic() - started

@@ -93,7 +93,7 @@ def test_idle_keep_alive_connections_do_not_hold_the_drain(
         assert first.status == 200
         assert first.getheader("connection") != "close"
         p.signal(signal.SIGTERM)
-        wait_for(lambda: http_status(p.agent + "/ready") == 503, what="readiness to fail")
+        wait_for(lambda: "draining" in [r["msg"] for r in p.logs()], what="the drain to start")
         # A request on the kept-alive connection during the drain is served and
         # told to close the connection.
         conn.request("GET", "/echo")

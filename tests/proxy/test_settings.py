@@ -15,7 +15,7 @@ from sidecar.proxy.settings import (
     parse_concurrency,
     parse_upstream,
 )
-from sidecar.units import Rate
+from sidecar.units import Rate, parse_address
 
 BASE = {"SIDECAR_INBOUND_PORT": "8080"}
 
@@ -137,3 +137,17 @@ def test_wait_ready_reads_only_the_agent_address() -> None:
         {"SIDECAR_AGENT_ADDR": "0.0.0.0:15020", "SIDECAR_TIMEOUT": "not checked here"},
     )
     assert parsed == WaitReadySettings("http://127.0.0.1:15020/ready", 5.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [("0.0.0.0:15020", ("0.0.0.0", 15020)), ("[::]:15020", ("::", 15020)), ("h:0", ("h", 0))],
+)
+def test_parse_address(text: str, address: tuple[str, int]) -> None:
+    assert parse_address(text) == address
+
+
+@pytest.mark.parametrize("text", ["15020", ":15020", "host:", "host:99999", "host:x"])
+def test_parse_address_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_address(text)
