@@ -95,16 +95,26 @@ class Envoy:
                 "mount a writable volume there"
             ) from None
         write_atomic(path, bootstrap.to_json(bootstrap.render(self.settings)), mode=0o400)
-        result = subprocess.run(
-            [
-                *(str(self.settings.envoy_path), "--mode", "validate", "-c", str(path)),
-                *("--log-level", "error", "--disable-hot-restart"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        try:
+            result = subprocess.run(
+                [
+                    *(str(self.settings.envoy_path), "--mode", "validate", "-c", str(path)),
+                    *("--log-level", "error", "--disable-hot-restart"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"--envoy-path / SIDECAR_ENVOY_PATH: cannot run {self.settings.envoy_path} "
+                f"({exc.strerror}); point it at an Envoy binary for this platform"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise EnvoyFailed(
+                f"envoy --mode validate -c {path} did not finish within 60s"
+            ) from None
         if result.returncode != 0:
             path.unlink(missing_ok=True)
             raise UsageError(explain_rejection(result.stdout + result.stderr, self.settings))
