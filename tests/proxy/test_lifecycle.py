@@ -282,3 +282,30 @@ def test_wait_ready_gives_up_at_its_deadline() -> None:
     )
     assert result.returncode == 1
     assert f"http://127.0.0.1:{port}/ready not ready after 0.3s" in result.stderr
+
+
+def test_sigterm_taken_by_another_thread_still_wakes_the_main_thread() -> None:
+    # The main thread blocks SIGTERM, so the kernel hands it to the other thread;
+    # the handler runs in the main thread only once that thread wakes up.
+    script = (
+        "import signal, threading\n"
+        "from sidecar.lifecycle import stop_event\n"
+        "stop = stop_event()\n"
+        "threading.Thread(target=threading.Event().wait, daemon=True).start()\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+        "print('waiting', flush=True)\n"
+        "stop.wait()\n"
+        "print('stopped', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "waiting"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+        assert out.strip() == "stopped"
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
