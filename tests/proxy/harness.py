@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support import free_port, http_status, wait_for
+from tests.support import http_status, wait_for
 
 HOLD_LIMIT = 30.0
 
@@ -155,11 +156,17 @@ class Proxy:
     inbound_port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     args: Sequence[str] = ()
-    agent_port: int = field(default_factory=free_port)
-    admin_port: int = field(default_factory=free_port)
-    outbound_port: int = field(default_factory=free_port)
-    inbound_listen_port: int = field(default_factory=free_port)
+    agent_port: int = 0
+    admin_port: int = 0
+    outbound_port: int = 0
+    inbound_listen_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        ports = iter(free_ports(4))
+        for name in ("agent_port", "admin_port", "outbound_port", "inbound_listen_port"):
+            if not getattr(self, name):
+                setattr(self, name, next(ports))
 
     @property
     def work_dir(self) -> Path:
@@ -276,6 +283,18 @@ class Proxy:
         if envoy is not None and _is_envoy(envoy):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(envoy, signal.SIGKILL)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ephemeral ports (held open together while picked)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _variable(flag: str) -> str:

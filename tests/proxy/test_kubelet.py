@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.kubelet import SIDECAR_IMAGE_COMMAND, Mount, Pod, available
-from tests.proxy.harness import Upstream, request
+from tests.proxy.harness import Upstream, free_ports, request
 from tests.support import free_port, http_status, wait_for
 
 ok, why = available()
@@ -30,7 +30,7 @@ def pod(tmp_path: Path) -> Iterator[Pod]:
 def test_proxy_runs_as_1337_with_only_its_volume_writable(
     pod: Pod, upstream: Upstream, tmp_path: Path
 ) -> None:
-    ports = {name: free_port() for name in ("agent", "admin", "outbound", "inbound")}
+    ports = dict(zip(("agent", "admin", "outbound", "inbound"), free_ports(4), strict=True))
     env = {
         "SIDECAR_AGENT_ADDR": f"127.0.0.1:{ports['agent']}",
         "SIDECAR_ADMIN_PORT": str(ports["admin"]),

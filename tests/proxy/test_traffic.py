@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from tests.proxy.harness import Proxy, Response, Upstream, admin_stat, metric, request
-from tests.support import free_port, wait_for
+from tests.proxy.harness import Proxy, Response, Upstream, admin_stat, free_ports, metric, request
+from tests.support import wait_for
 
 ProxyFactory = Callable[..., Proxy]
 
@@ -84,8 +84,19 @@ def test_per_try_timeout_retries_a_slow_try(upstream: Upstream, proxy: ProxyFact
 
 
 def test_dead_upstream_gives_503_with_retry_counters(proxy: ProxyFactory) -> None:
-    dead = free_port()
-    p = proxy(upstream=f"http://127.0.0.1:{dead}", args=["--retries=2"]).start().ready()
+    agent, admin, outbound, inbound, dead = free_ports(5)
+    p = (
+        proxy(
+            upstream=f"http://127.0.0.1:{dead}",
+            args=["--retries=2"],
+            agent_port=agent,
+            admin_port=admin,
+            outbound_port=outbound,
+            inbound_listen_port=inbound,
+        )
+        .start()
+        .ready()
+    )
     response = request(p.outbound_port, "/anything")
     assert response.status == 503
     assert b"connect" in response.body.lower() or b"reset" in response.body.lower()
