@@ -1,0 +1,133 @@
+"""A minimal Kubernetes API client: get one JSON document, stream a watch.
+
+Enough for one ConfigMap or Secret, with the standard library only (the
+official client costs tens of MiB of RSS and seconds of import). The bearer
+token file is read on every request, since projected tokens rotate. Every
+request has a socket timeout, so a watch that silently stops (a dead TCP
+connection, a proxy dropping idle streams) ends and is re-established.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from sidecar.config.settings import KubeAccess
+from sidecar.errors import RetryableSourceError, SourceError
+
+
+class Gone(SourceError):
+    """HTTP 410 or a watch ERROR event with code 410: the resourceVersion is too old."""
+
+
+class KubeClient:
+    def __init__(self, access: KubeAccess, timeout: float = 10.0) -> None:
+        self.access = access
+        self.timeout = timeout
+        parts = urlsplit(access.api)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "localhost"
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._context: ssl.SSLContext | None = None
+        if self._https:
+            cafile = str(access.ca_file) if access.ca_file else None
+            try:
+                self._context = ssl.create_default_context(cafile=cafile)
+            except OSError as exc:
+                raise SourceError(
+                    f"API server CA {access.ca_file}: {exc.strerror or exc}; set "
+                    "SIDECAR_KUBE_CA_FILE to a readable PEM bundle"
+                ) from exc
+
+    def get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        response, conn = self._request(path, params, self.timeout)
+        try:
+            body = response.read()
+        except OSError as exc:
+            raise RetryableSourceError(f"{self.access.api}{path}: read failed: {exc}") from exc
+        finally:
+            conn.close()
+        try:
+            document: dict[str, Any] = json.loads(body)
+        except ValueError as exc:
+            raise RetryableSourceError(f"{self.access.api}{path}: answer is not JSON") from exc
+        return document
+
+    def watch(
+        self, path: str, params: Mapping[str, str], server_timeout: float
+    ) -> Iterator[dict[str, Any]]:
+        """Yield watch events until the server ends the stream."""
+        query = dict(params, watch="1", timeoutSeconds=str(int(server_timeout)))
+        response, conn = self._request(path, query, server_timeout + 10)
+        try:
+            while True:
+                try:
+                    line = response.readline()
+                except (OSError, http.client.HTTPException) as exc:
+                    raise RetryableSourceError(f"watch of {path} dropped: {exc}") from exc
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                try:
+                    event: dict[str, Any] = json.loads(line)
+                except ValueError as exc:
+                    raise RetryableSourceError(f"watch of {path}: bad event line") from exc
+                yield event
+        finally:
+            conn.close()
+
+    def _request(
+        self, path: str, params: Mapping[str, str], timeout: float
+    ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+        conn: http.client.HTTPConnection
+        if self._https:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout, context=self._context
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        headers = {"Accept": "application/json", "User-Agent": "sidecar-config"}
+        token = self._token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        url = f"{self._prefix}{path}?{urlencode(params)}"
+        try:
+            conn.request("GET", url, headers=headers)
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise RetryableSourceError(f"API server {self.access.api} unreachable: {exc}") from exc
+        if response.status == 200:
+            return response, conn
+        detail = _status_message(response.read())
+        conn.close()
+        where = f"{self.access.api}{path}"
+        if response.status == 410:
+            raise Gone(f"{where}: 410 Gone ({detail})")
+        if response.status in (401, 403):
+            raise SourceError(
+                f"{where}: {response.status} ({detail}); the pod's service account needs "
+                "get, list and watch on this resource in its namespace (see README, RBAC)"
+            )
+        if response.status == 404:
+            raise SourceError(f"{where}: 404 ({detail})")
+        raise RetryableSourceError(f"{where}: HTTP {response.status} ({detail})")
+
+    def _token(self) -> str:
+        try:
+            return self.access.token_file.read_text().strip()
+        except OSError:
+            return ""
+
+
+def _status_message(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("message", "")) or body[:200].decode(errors="replace")
+    except (ValueError, AttributeError):
+        return body[:200].decode(errors="replace")

@@ -1,0 +1,159 @@
+"""Where configuration comes from: an HTTP URL, or one ConfigMap/Secret.
+
+``HttpSource.fetch()`` does a conditional GET (``If-None-Match`` with the last
+ETag, ``If-Modified-Since`` with the last ``Last-Modified``): ``None`` means
+unchanged (304). ``ObjectSource`` lists the one object by name, then watches
+it from the list's resourceVersion; ``events()`` yields the object's data
+each time it may have changed. Whether it really changed is the syncer's
+call (it compares content), so a re-list after 410 Gone never causes a
+spurious reload.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sidecar.config.kube import Gone, KubeClient
+from sidecar.config.settings import KubeSource
+from sidecar.errors import RetryableSourceError, SourceError
+
+Files = dict[str, bytes]
+
+
+class HttpSource:
+    def __init__(self, url: str, file_name: str, timeout: float = 10.0) -> None:
+        self.url = url
+        self.file_name = file_name
+        self.timeout = timeout
+        self.etag: str | None = None
+        self.last_modified: str | None = None
+        parts = urlsplit(url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "localhost"
+        self._port = parts.port or (443 if self._https else 80)
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    def fetch(self) -> Files | None:
+        conn: http.client.HTTPConnection
+        if self._https:
+            conn = http.client.HTTPSConnection(
+                self._host,
+                self._port,
+                timeout=self.timeout,
+                context=ssl.create_default_context(),
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        headers = {"User-Agent": "sidecar-config"}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        try:
+            conn.request("GET", self._path, headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise RetryableSourceError(f"{self.url} unreachable: {exc}") from exc
+        finally:
+            conn.close()
+        if response.status == 304:
+            return None
+        if response.status != 200:
+            error = (
+                RetryableSourceError
+                if response.status >= 500 or response.status == 429
+                else SourceError
+            )
+            raise error(f"{self.url} answered HTTP {response.status}")
+        length = response.getheader("Content-Length")
+        if length is not None and length.isdigit() and int(length) != len(body):
+            raise RetryableSourceError(
+                f"{self.url}: body cut short ({len(body)} of {length} bytes)"
+            )
+        self.etag = response.getheader("ETag")
+        self.last_modified = response.getheader("Last-Modified")
+        return {self.file_name: body}
+
+
+@dataclass(frozen=True)
+class ObjectEvent:
+    """The object's data now; ``None`` when the object does not exist."""
+
+    files: Files | None
+    relisted: bool = False
+
+
+class ObjectSource:
+    def __init__(
+        self, client: KubeClient, source: KubeSource, namespace: str, watch_timeout: float
+    ) -> None:
+        self.client = client
+        self.source = source
+        self.watch_timeout = watch_timeout
+        resource = "configmaps" if source.kind == "configmap" else "secrets"
+        self.path = f"/api/v1/namespaces/{namespace}/{resource}"
+        self.params = {"fieldSelector": f"metadata.name={source.name}"}
+        self.resource_version: str | None = None
+        self.lists = 0
+
+    def list(self) -> ObjectEvent:
+        document = self.client.get(self.path, self.params)
+        self.lists += 1
+        self.resource_version = str(document.get("metadata", {}).get("resourceVersion", ""))
+        items = document.get("items") or []
+        return ObjectEvent(self._files(items[0]) if items else None, relisted=self.lists > 1)
+
+    def events(self, stop: threading.Event) -> Iterator[ObjectEvent]:
+        """List, then watch, forever (until ``stop``); re-list on 410 Gone.
+        Errors other than 410 propagate: the caller backs off and calls again."""
+        need_list = self.resource_version is None
+        while not stop.is_set():
+            if need_list:
+                yield self.list()
+                need_list = False
+            try:
+                yield from self._watch_once()
+            except Gone:
+                need_list = True
+
+    def _watch_once(self) -> Iterator[ObjectEvent]:
+        params = dict(self.params, allowWatchBookmarks="true")
+        if self.resource_version:
+            params["resourceVersion"] = self.resource_version
+        for event in self.client.watch(self.path, params, self.watch_timeout):
+            kind = event.get("type")
+            obj = event.get("object") or {}
+            if kind == "ERROR":
+                if obj.get("code") == 410:
+                    raise Gone(f"watch of {self.source}: {obj.get('message', '410 Gone')}")
+                raise RetryableSourceError(f"watch of {self.source}: {obj.get('message', obj)}")
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            if version:
+                self.resource_version = str(version)
+            if kind in ("ADDED", "MODIFIED"):
+                yield ObjectEvent(self._files(obj))
+            elif kind == "DELETED":
+                yield ObjectEvent(None)
+
+    def _files(self, obj: dict[str, Any]) -> Files:
+        files: Files = {}
+        if self.source.kind == "secret":
+            for key, value in (obj.get("data") or {}).items():
+                try:
+                    files[key] = base64.b64decode(value, validate=True)
+                except ValueError as exc:
+                    raise SourceError(f"{self.source}: key {key!r} is not base64") from exc
+            return files
+        for key, value in (obj.get("data") or {}).items():
+            files[key] = str(value).encode()
+        for key, value in (obj.get("binaryData") or {}).items():
+            files[key] = base64.b64decode(value)
+        return files
