@@ -1,0 +1,155 @@
+"""``sidecar config`` as a real process: --init, signals, and like a kubelet."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import kubelet
+from tests.config.servers import ConfigServer, serve
+from tests.support import free_port, http_status, wait_for
+
+SIDECAR = [sys.executable, "-m", "sidecar", "config"]
+
+
+@pytest.fixture
+def config() -> Iterator[tuple[ConfigServer, str]]:
+    state = ConfigServer(b"greeting: hello\n")
+    with serve(state.handler()) as server:
+        yield state, f"http://127.0.0.1:{server.server_address[1]}/app.yaml"
+
+
+def test_init_writes_once_and_exits_zero(tmp_path: Path, config) -> None:
+    _, url = config
+    result = subprocess.run(
+        [*SIDECAR, "--init", "--source", url, "--dir", str(tmp_path / "c"), "--file", "app.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "c" / "app.yaml").read_text() == "greeting: hello\n"
+
+
+def test_init_with_unreachable_source_fails_within_its_deadline(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/app.yaml"  # nothing listens there
+    started = time.monotonic()
+    result = subprocess.run(
+        [*SIDECAR, "--init", "--source", url, "--dir", str(tmp_path / "c"), "--deadline", "2s"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed < 10
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"sidecar config: config source {url}: no configuration within")
+    assert "unreachable" in last
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "c" / "config").exists()
+
+
+def test_bad_value_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*SIDECAR, "--source", "configmap:Bad_Name"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "sidecar config: --source / SIDECAR_CONFIG_SOURCE: 'configmap:Bad_Name' is not an "
+        "http(s):// URL, 'configmap:NAME' or 'secret:NAME' (NAME a lowercase DNS name)"
+    )
+
+
+COUNTER = """
+import ctypes, signal, sys
+ctypes.CDLL(None).prctl(15, b"cfg-app", 0, 0, 0)
+count = 0
+def on_hup(*_):
+    global count
+    count += 1
+    open(sys.argv[1], "w").write(str(count))
+signal.signal(signal.SIGHUP, on_hup)
+open(sys.argv[1], "w").write("0")
+while True:
+    signal.pause()
+"""
+
+
+def test_change_reloads_a_process_by_signal_once(tmp_path: Path, config) -> None:
+    state, url = config
+    hups = tmp_path / "hups"
+    app = subprocess.Popen([sys.executable, "-c", COUNTER, str(hups)])
+    port = free_port()
+    agent = subprocess.Popen(
+        [
+            *SIDECAR,
+            "--source",
+            url,
+            "--dir",
+            str(tmp_path / "c"),
+            "--interval",
+            "1s",
+            "--reload",
+            "signal:SIGHUP:cfg-app",
+            "--agent-addr",
+            f"127.0.0.1:{port}",
+        ],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: hups.exists() and hups.read_text() == "0", what="app started")
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, what="ready")
+        assert hups.read_text() == "0"  # the first sync is not a change for the app
+        state.set(b"greeting: bonjour\n")
+        wait_for(lambda: hups.read_text() == "1", what="one SIGHUP")
+        wait_for(lambda: state.not_modified >= 2, what="later polls")
+        assert hups.read_text() == "1"
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=10) == 0
+    finally:
+        for proc in (agent, app):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+ok, why = kubelet.available()
+
+
+@pytest.mark.skipif(not ok, reason=why)
+def test_runs_like_a_kubelet_and_another_user_reads_the_files(tmp_path: Path, config) -> None:
+    _, url = config
+    with kubelet.Pod(tmp_path / "pod") as pod:
+        init = pod.run(
+            [*kubelet.SIDECAR_IMAGE_COMMAND, "config", "--init"],
+            user=1337,
+            group=1337,
+            mounts=[kubelet.Mount("sidecar-config", "/var/run/sidecar/config")],
+            env={"SIDECAR_CONFIG_SOURCE": url, "SIDECAR_CONFIG_FILE": "app.yaml"},
+        )
+        assert init.returncode == 0, init.stderr
+        written = pod.volume("sidecar-config") / "app.yaml"
+        assert written.resolve().stat().st_uid == 1337
+        reader = pod.run(
+            [sys.executable, "-c", "print(open('/etc/app/app.yaml').read(), end='')"],
+            user=1000,
+            group=1000,
+            mounts=[kubelet.Mount("sidecar-config", "/etc/app", read_only=True)],
+        )
+        assert reader.returncode == 0, reader.stderr
+        assert reader.stdout == "greeting: hello\n"
+        assert os.access(written, os.R_OK)
