@@ -1,0 +1,554 @@
+"""A Vault-compatible stand-in server, for tests and e2e only.
+
+No Vault binary can be installed on the machines this project is tested on,
+so the secrets role is tested against this server. For the endpoints it
+serves it follows Vault's documented HTTP API (v1) exactly: paths, methods,
+request bodies, the response envelope (``request_id``, ``lease_id``,
+``renewable``, ``lease_duration``, ``data``, ``wrap_info``, ``warnings``,
+``auth``) and the error shape ``{"errors": [...]}`` with Vault's status codes
+(400 bad request, 403 permission denied, 404 not found, 429 standby or rate
+limited, 503 sealed). Endpoints:
+
+* ``POST /v1/auth/<mount>/login`` (kubernetes auth: ``{"role", "jwt"}``). The
+  JWT's claims are decoded and checked against the role's bound service
+  account names and namespaces; its signature is NOT verified (no TokenReview).
+* ``POST /v1/auth/token/renew-self``, ``GET /v1/auth/token/lookup-self``,
+  ``POST /v1/auth/token/revoke-self``.
+* KV v2: ``GET /v1/<mount>/data/<path>[?version=N]``; a soft-deleted version
+  answers 404 with ``data.data: null`` and its ``metadata``.
+* KV v1: ``GET /v1/<mount>/<path>`` (``lease_duration`` from a ``ttl`` key).
+* Dynamic database credentials: ``GET /v1/database/creds/<role>`` with a
+  lease ``database/creds/<role>/<id>``.
+* ``PUT /v1/sys/leases/renew`` (``{"lease_id", "increment"}``; a renewal capped
+  by the max TTL carries a warning) and ``PUT /v1/sys/leases/revoke``.
+
+Headers: ``X-Vault-Token``; ``X-Vault-Namespace`` is recorded and, when the
+server is given a namespace, required to match. Policies are simplified to a
+list of path prefixes per auth role.
+
+Fault injection for tests: ``sealed`` (503 everywhere), ``standby`` (429),
+``delay`` seconds before answering, ``expire_tokens()`` (every token then
+answers 403), ``stop()``/``start()`` (connection refused). The same controls
+are served under ``/_standin/`` for e2e. ``calls`` records (method, path).
+
+Run: ``python -m standins.vault --listen 127.0.0.1:8200 [--config FILE]``
+(FILE: JSON with ``kv2``, ``kv1``, ``database``, ``roles``, ``namespace``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+Json = dict[str, Any]
+
+
+class VaultError(Exception):
+    def __init__(self, status: int, *errors: str) -> None:
+        super().__init__(status, errors)
+        self.status = status
+        self.errors = list(errors)
+
+
+@dataclass
+class Role:
+    bound_service_account_names: list[str]
+    bound_service_account_namespaces: list[str]
+    policies: list[str]  # path prefixes this role may read
+    token_ttl: int = 3600
+    token_max_ttl: int = 86400
+
+
+@dataclass
+class Token:
+    role: str
+    policies: list[str]
+    ttl: int
+    issued: float
+    expires: float
+    max_expires: float
+    renewable: bool = True
+    revoked: bool = False
+
+
+@dataclass
+class Lease:
+    lease_id: str
+    ttl: int
+    expires: float
+    max_expires: float
+    renewable: bool
+    revoked: bool = False
+
+
+@dataclass
+class DatabaseRole:
+    default_ttl: int = 3600
+    max_ttl: int = 86400
+    renewable: bool = True
+
+
+@dataclass
+class State:
+    kv2: dict[str, dict[str, list[Json]]] = field(default_factory=lambda: {"secret": {}})
+    kv1: dict[str, dict[str, Json]] = field(default_factory=lambda: {"kv": {}})
+    database: dict[str, DatabaseRole] = field(default_factory=dict)
+    roles: dict[str, dict[str, Role]] = field(default_factory=lambda: {"kubernetes": {}})
+    tokens: dict[str, Token] = field(default_factory=dict)
+    leases: dict[str, Lease] = field(default_factory=dict)
+    namespace: str | None = None
+
+
+class VaultStandIn:
+    """The server; methods on it are the test's controls."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = State()
+        self.lock = threading.RLock()
+        self.sealed = False
+        self.standby = False
+        self.delay = 0.0
+        self.calls: list[tuple[str, str]] = []
+        self.namespaces_seen: list[str | None] = []
+        self._address = (host, port)
+        self._server: ThreadingHTTPServer | None = None
+        self.start()
+
+    # --- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        self._server = ThreadingHTTPServer(self._address, _handler(self))
+        self._server.daemon_threads = True
+        self._address = (self._address[0], int(self._server.server_address[1]))
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def addr(self) -> str:
+        return f"http://{self._address[0]}:{self._address[1]}"
+
+    # --- test controls -----------------------------------------------------
+    def put_kv2(self, path: str, data: Json, mount: str = "secret") -> int:
+        with self.lock:
+            versions = self.state.kv2.setdefault(mount, {}).setdefault(path, [])
+            versions.append(
+                {"data": data, "created_time": _now(), "deletion_time": "", "destroyed": False}
+            )
+            return len(versions)
+
+    def delete_kv2(self, path: str, mount: str = "secret") -> None:
+        with self.lock:
+            self.state.kv2[mount][path][-1]["deletion_time"] = _now()
+
+    def put_kv1(self, path: str, data: Json, mount: str = "kv") -> None:
+        with self.lock:
+            self.state.kv1.setdefault(mount, {})[path] = dict(data)
+
+    def add_database_role(self, name: str, **kwargs: Any) -> None:
+        with self.lock:
+            self.state.database[name] = DatabaseRole(**kwargs)
+
+    def add_role(
+        self,
+        name: str,
+        sa_names: list[str],
+        sa_namespaces: list[str],
+        policies: list[str],
+        mount: str = "kubernetes",
+        **kwargs: Any,
+    ) -> None:
+        with self.lock:
+            self.state.roles.setdefault(mount, {})[name] = Role(
+                sa_names, sa_namespaces, policies, **kwargs
+            )
+
+    def expire_tokens(self) -> None:
+        with self.lock:
+            for token in self.state.tokens.values():
+                token.expires = 0.0
+
+    def count(self, method: str, prefix: str) -> int:
+        with self.lock:
+            return sum(1 for m, p in self.calls if m == method and p.startswith(prefix))
+
+    def active_leases(self) -> list[str]:
+        now = time.time()
+        with self.lock:
+            return [
+                lid
+                for lid, lease in self.state.leases.items()
+                if not lease.revoked and lease.expires > now
+            ]
+
+    # --- request handling --------------------------------------------------
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        token: str | None,
+        namespace: str | None,
+        body: Json,
+    ) -> tuple[int, Json]:
+        if self.delay:
+            time.sleep(self.delay)
+        with self.lock:
+            self.calls.append((method, path))
+            self.namespaces_seen.append(namespace)
+        if path.startswith("/_standin/"):
+            return self._admin(method, path, body)
+        if self.sealed:
+            raise VaultError(503, "Vault is sealed")
+        if self.standby:
+            raise VaultError(429, "node is in standby mode")
+        if not path.startswith("/v1/"):
+            raise VaultError(404, f"no handler for route {path!r}")
+        if self.state.namespace is not None and namespace != self.state.namespace:
+            raise VaultError(403, "permission denied")
+        route = path[len("/v1/") :]
+        with self.lock:
+            if route.startswith("auth/") and route.endswith("/login") and method in ("POST", "PUT"):
+                return 200, self._login(route[len("auth/") : -len("/login")], body)
+            current = self._token(token)
+            if route == "auth/token/lookup-self" and method == "GET":
+                return 200, self._envelope(data=self._lookup(token or "", current))
+            if route == "auth/token/renew-self" and method in ("POST", "PUT"):
+                return 200, self._renew_self(token or "", current, body)
+            if route == "auth/token/revoke-self" and method in ("POST", "PUT"):
+                current.revoked = True
+                return 204, {}
+            if route == "sys/leases/renew" and method in ("POST", "PUT"):
+                return 200, self._renew_lease(body)
+            if route == "sys/leases/revoke" and method in ("POST", "PUT"):
+                self._lease(str(body.get("lease_id", ""))).revoked = True
+                return 204, {}
+            if method not in ("GET", "LIST"):
+                raise VaultError(405, f"unsupported operation {method} on {route}")
+            self._authorize(current, route)
+            return 200, self._read(route, query)
+
+    def _admin(self, method: str, path: str, body: Json) -> tuple[int, Json]:
+        action = path[len("/_standin/") :]
+        if action == "calls":
+            return 200, {"calls": [list(c) for c in self.calls]}
+        if method != "POST":
+            raise VaultError(405, "use POST")
+        if action in ("seal", "unseal"):
+            self.sealed = action == "seal"
+        elif action in ("standby", "active"):
+            self.standby = action == "standby"
+        elif action == "expire-tokens":
+            self.expire_tokens()
+        elif action == "kv2":
+            self.put_kv2(str(body["path"]), dict(body["data"]), str(body.get("mount", "secret")))
+        else:
+            raise VaultError(404, f"unknown stand-in control {action!r}")
+        return 204, {}
+
+    def _login(self, mount: str, body: Json) -> Json:
+        roles = self.state.roles.get(mount)
+        if roles is None:
+            raise VaultError(400, f'no handler for route "auth/{mount}/login"')
+        name, jwt = body.get("role"), body.get("jwt")
+        if not name or not jwt:
+            raise VaultError(400, "missing role" if not name else "missing jwt")
+        role = roles.get(str(name))
+        if role is None:
+            raise VaultError(400, f'invalid role name "{name}"')
+        claims = _jwt_claims(str(jwt))
+        sa = claims.get("kubernetes.io", {}).get("serviceaccount", {}).get("name")
+        ns = claims.get("kubernetes.io", {}).get("namespace")
+        if not _bound(sa, role.bound_service_account_names):
+            raise VaultError(403, "service account name not authorized")
+        if not _bound(ns, role.bound_service_account_namespaces):
+            raise VaultError(403, "namespace not authorized")
+        now = time.time()
+        client_token = "hvs." + secrets.token_urlsafe(24)
+        self.state.tokens[client_token] = Token(
+            str(name),
+            role.policies,
+            role.token_ttl,
+            now,
+            now + role.token_ttl,
+            now + role.token_max_ttl,
+        )
+        return self._envelope(
+            auth={
+                "client_token": client_token,
+                "accessor": secrets.token_urlsafe(12),
+                "policies": ["default", *role.policies],
+                "token_policies": ["default", *role.policies],
+                "metadata": {
+                    "role": name,
+                    "service_account_name": sa,
+                    "service_account_namespace": ns,
+                },
+                "lease_duration": role.token_ttl,
+                "renewable": True,
+                "entity_id": str(uuid.uuid4()),
+                "token_type": "service",
+                "orphan": True,
+            }
+        )
+
+    def _token(self, value: str | None) -> Token:
+        token = self.state.tokens.get(value or "")
+        if token is None or token.revoked or token.expires <= time.time():
+            raise VaultError(403, "permission denied")
+        return token
+
+    def _lookup(self, value: str, token: Token) -> Json:
+        return {
+            "id": value,
+            "policies": token.policies,
+            "renewable": token.renewable,
+            "ttl": max(0, int(token.expires - time.time())),
+            "creation_ttl": token.ttl,
+            "meta": {"role": token.role},
+        }
+
+    def _renew_self(self, value: str, token: Token, body: Json) -> Json:
+        increment = int(body.get("increment") or token.ttl)
+        now = time.time()
+        new_expiry = min(now + increment, token.max_expires)
+        token.expires = new_expiry
+        duration = int(new_expiry - now)
+        capped = f"TTL of {increment}s exceeded the effective max_ttl; TTL value is capped"
+        warnings = [capped] if duration < increment else None
+        return self._envelope(
+            warnings=warnings,
+            auth={
+                "client_token": value,
+                "policies": token.policies,
+                "lease_duration": duration,
+                "renewable": duration > 0,
+            },
+        )
+
+    def _lease(self, lease_id: str) -> Lease:
+        lease = self.state.leases.get(lease_id)
+        if lease is None or lease.revoked or lease.expires <= time.time():
+            raise VaultError(400, "lease not found or lease is not renewable")
+        return lease
+
+    def _renew_lease(self, body: Json) -> Json:
+        lease = self._lease(str(body.get("lease_id", "")))
+        if not lease.renewable:
+            raise VaultError(400, "lease is not renewable")
+        increment = int(body.get("increment") or lease.ttl)
+        now = time.time()
+        lease.expires = min(now + increment, lease.max_expires)
+        duration = int(lease.expires - now)
+        capped = (
+            f"TTL of {increment}s exceeded the effective max_ttl of {duration}s; "
+            "TTL value is capped"
+        )
+        warnings = [capped] if duration < increment else None
+        return {
+            "request_id": str(uuid.uuid4()),
+            "lease_id": lease.lease_id,
+            "renewable": lease.renewable,
+            "lease_duration": duration,
+            "data": None,
+            "wrap_info": None,
+            "warnings": warnings,
+            "auth": None,
+        }
+
+    def _authorize(self, token: Token, route: str) -> None:
+        if not any(route.startswith(prefix) for prefix in token.policies):
+            raise VaultError(403, "permission denied")
+
+    def _read(self, route: str, query: dict[str, list[str]]) -> Json:
+        mount, _, rest = route.partition("/")
+        if mount == "database" and rest.startswith("creds/"):
+            return self._creds(rest[len("creds/") :])
+        if mount in self.state.kv2 and rest.startswith("data/"):
+            return self._kv2(mount, rest[len("data/") :], query)
+        if mount in self.state.kv1:
+            data = self.state.kv1[mount].get(rest)
+            if data is None:
+                raise VaultError(404)
+            ttl = int(str(data.get("ttl", "0")).rstrip("s") or 0)
+            return self._envelope(data=dict(data), lease_duration=ttl or 2764800)
+        raise VaultError(404)
+
+    def _kv2(self, mount: str, path: str, query: dict[str, list[str]]) -> Json:
+        versions = self.state.kv2[mount].get(path)
+        if not versions:
+            raise VaultError(404)
+        wanted = int(query.get("version", ["0"])[0] or 0) or len(versions)
+        if not 1 <= wanted <= len(versions):
+            raise VaultError(404)
+        version = versions[wanted - 1]
+        metadata = {
+            "created_time": version["created_time"],
+            "custom_metadata": None,
+            "deletion_time": version["deletion_time"],
+            "destroyed": version["destroyed"],
+            "version": wanted,
+        }
+        if version["deletion_time"] or version["destroyed"]:
+            raise _NotFoundWithBody(self._envelope(data={"data": None, "metadata": metadata}))
+        return self._envelope(data={"data": dict(version["data"]), "metadata": metadata})
+
+    def _creds(self, name: str) -> Json:
+        role = self.state.database.get(name)
+        if role is None:
+            raise VaultError(400, f"unknown role: {name}")
+        now = time.time()
+        lease_id = f"database/creds/{name}/{secrets.token_urlsafe(16)}"
+        self.state.leases[lease_id] = Lease(
+            lease_id, role.default_ttl, now + role.default_ttl, now + role.max_ttl, role.renewable
+        )
+        data = {
+            "username": f"v-k8s-{name}-{secrets.token_hex(4)}",
+            "password": secrets.token_urlsafe(18),
+        }
+        return self._envelope(
+            data=data, lease_id=lease_id, lease_duration=role.default_ttl, renewable=role.renewable
+        )
+
+    @staticmethod
+    def _envelope(
+        data: Json | None = None,
+        auth: Json | None = None,
+        lease_id: str = "",
+        lease_duration: int = 0,
+        renewable: bool = False,
+        warnings: list[str] | None = None,
+    ) -> Json:
+        return {
+            "request_id": str(uuid.uuid4()),
+            "lease_id": lease_id,
+            "renewable": renewable,
+            "lease_duration": lease_duration,
+            "data": data,
+            "wrap_info": None,
+            "warnings": warnings,
+            "auth": auth,
+        }
+
+
+class _NotFoundWithBody(VaultError):
+    def __init__(self, body: Json) -> None:
+        super().__init__(404)
+        self.body = body
+
+
+def _bound(value: object, allowed: list[str]) -> bool:
+    return "*" in allowed or value in allowed
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+
+
+def _jwt_claims(jwt: str) -> Json:
+    try:
+        payload = jwt.split(".")[1]
+        claims: Json = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as exc:
+        raise VaultError(400, "error validating token: not a compact JWS") from exc
+    return claims
+
+
+def make_jwt(service_account: str, namespace: str) -> str:
+    """An unsigned service-account-shaped JWT, for tests (the stand-in reads claims only)."""
+
+    def part(obj: Json) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    claims = {
+        "iss": "https://kubernetes.default.svc",
+        "sub": f"system:serviceaccount:{namespace}:{service_account}",
+        "aud": ["vault"],
+        "kubernetes.io": {
+            "namespace": namespace,
+            "serviceaccount": {"name": service_account, "uid": "1"},
+        },
+    }
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
+
+
+def _handler(vault: VaultStandIn) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "vault-standin"
+
+        def log_message(self, *args: object) -> None:
+            return
+
+        def _serve(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else {}
+                if not isinstance(body, dict):
+                    raise VaultError(400, "request body must be a JSON object")
+                status, answer = vault.handle(
+                    self.command,
+                    url.path,
+                    parse_qs(url.query),
+                    self.headers.get("X-Vault-Token"),
+                    self.headers.get("X-Vault-Namespace"),
+                    body,
+                )
+            except _NotFoundWithBody as exc:
+                status, answer = 404, exc.body
+            except VaultError as exc:
+                status, answer = exc.status, {"errors": exc.errors}
+            except ValueError:
+                status, answer = 400, {"errors": ["failed to parse JSON input"]}
+            data = b"" if status == 204 else json.dumps(answer).encode()
+            self.send_response(status)
+            if data:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_LIST = _serve
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m standins.vault")
+    parser.add_argument("--listen", default="127.0.0.1:8200")
+    parser.add_argument("--config", help="JSON: kv2, kv1, database, roles, namespace")
+    args = parser.parse_args()
+    host, _, port = args.listen.rpartition(":")
+    vault = VaultStandIn(host, int(port))
+    if args.config:
+        with open(args.config) as f:
+            config = json.load(f)
+        for path, data in config.get("kv2", {}).items():
+            vault.put_kv2(path, data)
+        for path, data in config.get("kv1", {}).items():
+            vault.put_kv1(path, data)
+        for name, role in config.get("database", {}).items():
+            vault.add_database_role(name, **role)
+        for name, role in config.get("roles", {}).items():
+            vault.add_role(name, role["sa_names"], role["sa_namespaces"], role["policies"])
+        vault.state.namespace = config.get("namespace")
+    print(f"vault stand-in listening on {vault.addr}", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
