@@ -1,0 +1,47 @@
+"""The injector's exception hierarchy.
+
+Every message names the thing, the problem and the fix. The webhook turns an
+``InjectionDenied`` into ``allowed: false`` with that message, a ``BadReview``
+into HTTP 400, and the CLI turns any ``InjectorError`` into one line on stderr
+and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+
+class InjectorError(Exception):
+    """Base class of every error the injector raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(InjectorError):
+    """Settings, a profile or a command-line value is invalid."""
+
+    exit_code = 2
+
+
+class InjectionDenied(InjectorError):
+    """The pod cannot be injected as asked: the admission is denied with this message."""
+
+
+class InvalidAnnotation(InjectionDenied):
+    """An annotation has a value the injector does not accept."""
+
+    def __init__(self, key: str, value: str, accepted: str) -> None:
+        self.key = key
+        self.value = value
+        self.accepted = accepted
+        super().__init__(f"annotation {key}: {value!r} is not valid; expected {accepted}")
+
+
+class NameCollision(InjectionDenied):
+    """The pod already has a container, volume, port or mount the injector would add."""
+
+
+class UnknownProfile(InjectionDenied):
+    """The pod names a SidecarProfile the injector does not know."""
+
+
+class BadReview(InjectorError):
+    """The AdmissionReview itself is malformed (HTTP 400)."""

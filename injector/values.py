@@ -1,0 +1,102 @@
+"""Parsers for annotation and profile values that ``sidecar.units`` does not
+cover: upstream URLs, retry conditions, config sources, names, paths.
+
+Pure functions raising ``ValueError`` with a message that says what is
+accepted, accepting exactly what the sidecar agent accepts (the tests compare
+both sides).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+# Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on values (as sidecar.proxy.settings).
+RETRY_ON_VALUES = (
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+)
+UPSTREAM_HELP = "an http:// or https:// URL with host and optional port, e.g. http://payments:8080"
+RETRY_ON_HELP = "a comma-separated list of " + ", ".join(RETRY_ON_VALUES)
+SOURCE_HELP = "an http(s):// URL, 'configmap:NAME' or 'secret:NAME'"
+NAME_HELP = "a lowercase DNS label: a-z, 0-9 and '-', at most 63 characters"
+PATH_HELP = "an absolute path such as /etc/app/config"
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def parse_upstream(text: str) -> str:
+    value = text.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not {UPSTREAM_HELP}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{text!r} has a path or query; give only scheme, host and port")
+    if parts.username or parts.password:
+        raise ValueError(f"{text!r} has credentials; the proxy does not send them")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} has an invalid port; use {UPSTREAM_HELP}") from None
+    if port == 0:
+        raise ValueError(f"{text!r} has port 0; use a port from 1 to 65535")
+    return value
+
+
+def parse_retry_on(text: str) -> str:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [item for item in items if item not in RETRY_ON_VALUES]
+    if not items or unknown:
+        raise ValueError(f"{text!r} is not {RETRY_ON_HELP}")
+    return ",".join(items)
+
+
+def parse_source(text: str) -> str:
+    value = text.strip()
+    if value.startswith(("http://", "https://")) and urlsplit(value).hostname:
+        return value
+    kind, sep, name = value.partition(":")
+    if sep and kind in ("configmap", "secret") and _SUBDOMAIN.match(name):
+        return value
+    raise ValueError(f"{text!r} is not {SOURCE_HELP} (NAME a lowercase DNS name)")
+
+
+def parse_name(text: str) -> str:
+    value = text.strip()
+    if not _LABEL.match(value):
+        raise ValueError(f"{text!r} is not {NAME_HELP}")
+    return value
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise ValueError(f"{text!r} is not a comma-separated list of container names")
+    for name in names:
+        parse_name(name)
+    return names
+
+
+def parse_abs_path(text: str) -> str:
+    value = text.strip()
+    if not value.startswith("/") or "\x00" in value or ".." in value.split("/"):
+        raise ValueError(f"{text!r} is not {PATH_HELP}")
+    return value.rstrip("/") or "/"
+
+
+def is_subdomain(text: str) -> bool:
+    return bool(_SUBDOMAIN.match(text))
