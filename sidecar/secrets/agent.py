@@ -1,0 +1,273 @@
+"""Fetch, render, write, and keep fresh: the secrets role's schedule.
+
+Each secret is fetched once, rendered (``templates``) and written atomically
+(``sidecar.files.write_atomic``: temp file + rename, only when the bytes
+changed). What happens next depends on what Vault answered:
+
+* a renewable lease (dynamic secrets): renewed at about 2/3 of its duration;
+  when Vault caps a renewal (max TTL reached) it is re-fetched at about 85%
+  of what is left;
+* a lease that cannot be renewed: re-fetched at about 85% of its duration;
+* no lease (KV v1/v2): re-read every ``kv_interval``.
+
+A 403 on any call means the token went bad: log in once more and retry once;
+a second 403 is "permission denied for path X". The app is told once per
+round in which some file really changed (never for unchanged re-reads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.backoff import Backoff, Deadline
+from sidecar.errors import OutputError, SidecarError, SourceError
+from sidecar.files import write_atomic
+from sidecar.lifecycle import StopEvent
+from sidecar.log import Logger
+from sidecar.metrics import Registry
+from sidecar.reload import Notifier
+from sidecar.secrets.auth import Auth
+from sidecar.secrets.settings import SecretSpec, SecretsSettings
+from sidecar.secrets.state import Handoff, LeaseState
+from sidecar.secrets.templates import render
+from sidecar.secrets.vault import Denied, Json, Rejected, VaultClient, VaultError
+
+RENEW_SHARE = 2 / 3
+REFETCH_SHARE = 0.85
+
+
+@dataclass
+class Tracked:
+    spec: SecretSpec
+    lease: LeaseState | None = None
+    due: float = 0.0
+    rendered: bool = False
+    failures: int = 0
+    error: str = ""
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial=1.0, maximum=60.0))
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: SecretsSettings,
+        client: VaultClient,
+        auth: Auth,
+        registry: Registry,
+        log: Logger,
+        notifier: Notifier | None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.auth = auth
+        self.log = log
+        self.notifier = notifier
+        self.tracked = [Tracked(spec) for spec in settings.secrets]
+        self.fetches = registry.counter(
+            "secrets_fetches_total", "Secret reads by outcome", ("outcome",)
+        )
+        self.relogins = registry.counter("secrets_relogins_total", "Logins after a 403")
+        self.render_failures = registry.counter(
+            "secrets_render_failures_total", "Secrets that could not be rendered or written"
+        )
+        self.last_success = registry.gauge(
+            "secrets_last_success_timestamp_seconds", "When every secret was last current"
+        )
+
+    # --- one secret ----------------------------------------------------------
+    def fetch(self, item: Tracked) -> bool:
+        spec = item.spec
+        answer = self._authorized(
+            lambda token: self.client.call("GET", spec.path, token=token), spec.path
+        )
+        data = _secret_data(answer)
+        try:
+            content = render(spec, data)
+            changed = write_atomic(
+                self.settings.secrets_dir / spec.name,
+                content,
+                mode=self.settings.file_mode(spec),
+                group=self.settings.file_group,
+            )
+        except OutputError:
+            self.render_failures.inc()
+            raise
+        now = time.time()
+        lease_id = str(answer.get("lease_id") or "")
+        duration = float(answer.get("lease_duration") or 0)
+        if lease_id and duration > 0:
+            item.lease = LeaseState(
+                lease_id,
+                duration,
+                now,
+                bool(answer.get("renewable")),
+                digest=hashlib.sha256(content).hexdigest(),
+            )
+            share = RENEW_SHARE if item.lease.renewable else REFETCH_SHARE
+            item.due = now + duration * share
+        else:
+            item.lease = None
+            item.due = now + self.settings.kv_interval
+        self.fetches.inc(outcome="ok")
+        if changed:
+            self.log.info("secret written", secret=spec.name, path=spec.path)
+        return changed
+
+    def renew(self, item: Tracked) -> bool:
+        lease = item.lease
+        assert lease is not None
+        try:
+            answer = self._authorized(
+                lambda token: self.client.call(
+                    "PUT",
+                    "sys/leases/renew",
+                    token=token,
+                    body={"lease_id": lease.lease_id, "increment": int(lease.duration)},
+                ),
+                "sys/leases/renew",
+            )
+        except Rejected:
+            self.log.info("lease no longer renewable; fetching anew", secret=item.spec.name)
+            return self.fetch(item)
+        granted = float(answer.get("lease_duration") or 0)
+        self.auth.renewals.inc(kind="lease")
+        now = time.time()
+        capped = granted < lease.duration or bool(answer.get("warnings"))
+        item.lease = LeaseState(lease.lease_id, granted, now, lease.renewable, capped, lease.digest)
+        item.due = now + granted * (REFETCH_SHARE if capped else RENEW_SHARE)
+        self.log.info("lease renewed", secret=item.spec.name, ttl=int(granted), capped=capped)
+        return False
+
+    def act(self, item: Tracked) -> bool:
+        lease = item.lease
+        if lease is not None and lease.renewable and not lease.capped:
+            return self.renew(item)
+        return self.fetch(item)
+
+    def _authorized(self, request: Any, path: str) -> Json:
+        try:
+            result: Json = request(self.auth.current())
+            return result
+        except Denied:
+            self.relogins.inc()
+            self.log.info("token refused; logging in again", path=path)
+            self.auth.login()
+        try:
+            result = request(self.auth.current())
+        except Denied as exc:
+            raise Denied(
+                f"permission denied for path {path} (role {self.settings.role!r}): {exc}", 403
+            ) from exc
+        return result
+
+    # --- init: everything once -------------------------------------------------
+    def render_all(self, deadline: Deadline, stop: StopEvent) -> None:
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        pending = list(self.tracked)
+        while True:
+            for item in list(pending):
+                try:
+                    self.fetch(item)
+                except (SourceError, OutputError) as exc:
+                    item.error = str(exc)
+                    self.fetches.inc(outcome="error")
+                    if (
+                        isinstance(exc, VaultError)
+                        and exc.status in (400, 403)
+                        and "login" in str(exc)
+                    ):
+                        break  # the same login failure awaits every secret
+                else:
+                    item.rendered = True
+                    pending.remove(item)
+            if not pending:
+                self.last_success.set(time.time())
+                return
+            if deadline.expired or stop.is_set():
+                raise SourceError(self._summary(pending, deadline))
+            wait = min(backoff.next(), deadline.remaining())
+            self.log.warning(
+                "secrets not ready; retrying",
+                pending=[i.spec.name for i in pending],
+                retry_in=round(wait, 2),
+                error=pending[0].error,
+            )
+            stop.wait(wait)
+
+    def _summary(self, pending: list[Tracked], deadline: Deadline) -> str:
+        errors = {item.error for item in pending}
+        if len(errors) == 1:
+            names = ", ".join(item.spec.name for item in pending)
+            return f"secrets not rendered by the deadline ({names}): {errors.pop()}"
+        parts = [f"{item.spec.name} ({item.spec.path}): {item.error}" for item in pending]
+        return "secrets not rendered by the deadline: " + "; ".join(parts)
+
+    # --- refresher -----------------------------------------------------------------
+    def adopt(self, handoff: Handoff) -> None:
+        if handoff.token is not None and self.auth.adopt(handoff.token):
+            self.log.info("reusing the init container's token")
+        for item in self.tracked:
+            lease = handoff.leases.get(item.spec.name)
+            path = self.settings.secrets_dir / item.spec.name
+            if lease is not None and path.exists():
+                item.lease = lease
+                share = REFETCH_SHARE if lease.capped or not lease.renewable else RENEW_SHARE
+                item.due = lease.issued + lease.duration * share
+                item.rendered = True
+
+    def handoff(self) -> Handoff:
+        leases = {i.spec.name: i.lease for i in self.tracked if i.lease is not None}
+        return Handoff(self.auth.token, leases)
+
+    @property
+    def ready(self) -> bool:
+        return all(item.rendered for item in self.tracked)
+
+    def tick(self, stop: StopEvent) -> float:
+        """Do what is due; return seconds until the next thing is due."""
+        now = time.time()
+        token = self.auth.token
+        if token is not None and token.due <= now:
+            try:
+                self.auth.maintain()
+            except SidecarError as exc:
+                self.log.warning("token renewal failed", error=str(exc))
+        changed = False
+        for item in self.tracked:
+            if item.due > now:
+                continue
+            was_rendered = item.rendered
+            try:
+                changed = (self.act(item) and was_rendered) or changed
+            except (SourceError, OutputError) as exc:
+                item.failures += 1
+                item.due = time.time() + item.backoff.next()
+                self.fetches.inc(outcome="error")
+                self.log.warning(
+                    "refresh failed", secret=item.spec.name, error=str(exc), failures=item.failures
+                )
+                continue
+            item.failures = 0
+            item.backoff.reset()
+            item.rendered = True
+        if all(item.failures == 0 for item in self.tracked):
+            self.last_success.set(time.time())
+        if changed and self.notifier is not None:
+            self.notifier.notify(stop)
+        dues = [item.due for item in self.tracked]
+        if self.auth.token is not None:
+            dues.append(self.auth.token.due)
+        return max(0.05, min(dues) - time.time())
+
+
+def _secret_data(answer: Json) -> dict[str, Any]:
+    data = answer.get("data")
+    if not isinstance(data, dict):
+        raise SourceError("Vault answered without a data object")
+    inner, metadata = data.get("data"), data.get("metadata")
+    if isinstance(inner, dict) and isinstance(metadata, dict) and "version" in metadata:
+        return inner  # KV v2
+    return data
