@@ -32,7 +32,8 @@ from injector.errors import InjectorError
 CA_VALIDITY = dt.timedelta(days=365)
 SERVING_VALIDITY = dt.timedelta(days=90)
 RENEW_FRACTION = 1 / 3
-# Certificates start a little in the past so a peer with a slightly slow clock accepts them.
+# Certificates start a little in the past so a peer with a slightly slow clock accepts them
+# (5 minutes, or a tenth of a short lifetime); they end ``validity`` after ``now``.
 BACKDATE = dt.timedelta(minutes=5)
 
 # Keys of the Secret (type kubernetes.io/tls: tls.crt and tls.key are required, others allowed).
@@ -89,9 +90,9 @@ class RotationPolicy:
                 "(the share of a certificate's lifetime left when it is renewed), e.g. 0.33"
             )
         for name, value in (("CA", self.ca_validity), ("serving", self.serving_validity)):
-            if value < dt.timedelta(minutes=10):
+            if value < dt.timedelta(minutes=1):
                 raise CertificateError(
-                    f"{name} certificate validity {value}: expected at least 10 minutes"
+                    f"{name} certificate validity {value}: expected at least 1 minute"
                 )
 
 
@@ -130,6 +131,10 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     return now if now is not None else dt.datetime.now(dt.UTC)
 
 
+def _backdated(now: dt.datetime, validity: dt.timedelta) -> dt.datetime:
+    return now - min(BACKDATE, validity / 10)
+
+
 def _new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
@@ -148,7 +153,8 @@ def generate_ca(
     now: dt.datetime | None = None,
 ) -> KeyPair:
     """A self-signed CA that may sign serving certificates (path length 0)."""
-    start = _now(now) - BACKDATE
+    at = _now(now)
+    start = _backdated(at, validity)
     key = _new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     public = key.public_key()
@@ -159,7 +165,7 @@ def generate_ca(
         .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(start + validity)
+        .not_valid_after(at + validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -194,8 +200,9 @@ def generate_serving_cert(
     """
     if not dns_names and not ips:
         raise CertificateError("serving certificate: no DNS name or IP address to certify")
-    start = _now(now) - BACKDATE
-    end = min(start + validity, ca.not_after)
+    at = _now(now)
+    start = _backdated(at, validity)
+    end = min(at + validity, ca.not_after)
     key = _new_key()
     try:
         addresses = [ipaddress.ip_address(ip) for ip in ips]

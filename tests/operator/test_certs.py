@@ -39,11 +39,18 @@ def test_the_serving_certificate_is_a_server_certificate_for_the_service_signed_
     assert x509.oid.ExtendedKeyUsageOID.SERVER_AUTH in usage
     assert certs.san_names(serving) == (set(NAMES), {"127.0.0.1"})
     assert certs.signed_by(serving, ca)
-    assert made.ca.not_after - made.ca.not_before == certs.CA_VALIDITY
-    assert made.serving.not_after - made.serving.not_before == certs.SERVING_VALIDITY
+    assert made.ca.not_after == T0 + certs.CA_VALIDITY
+    assert made.ca.not_before == T0 - certs.BACKDATE
+    assert made.serving.not_after == T0 + certs.SERVING_VALIDITY
     # OpenSSL agrees: the CA bundle verifies the certificate for the Service name and the IP.
     context = ssl.create_default_context(cadata=made.ca_bundle.decode())
     assert context.cert_store_stats()["x509_ca"] == 1
+
+
+def test_short_lifetimes_are_backdated_by_a_tenth_only() -> None:
+    ca = certs.generate_ca(validity=dt.timedelta(minutes=2), now=T0)
+    assert ca.not_before == T0 - dt.timedelta(seconds=12)
+    assert not certs.renewal_due(ca, T0)
 
 
 def test_a_serving_certificate_never_outlives_its_ca() -> None:
@@ -63,7 +70,7 @@ def test_nothing_changes_while_both_certificates_have_more_than_a_third_left() -
 def test_the_serving_certificate_is_renewed_with_a_third_of_its_life_left_same_ca() -> None:
     made = first()
     renew_at = certs.renew_at(made.serving)
-    assert renew_at == made.serving.not_after - (certs.SERVING_VALIDITY / 3)
+    assert renew_at == made.serving.not_after - (certs.SERVING_VALIDITY + certs.BACKDATE) / 3
     assert certs.ensure(made, NAMES, IPS, now=renew_at - dt.timedelta(minutes=1)).reasons == ()
     decision = certs.ensure(made, NAMES, IPS, now=renew_at + dt.timedelta(minutes=1))
     assert decision.changed
@@ -126,8 +133,9 @@ def test_a_configured_policy_sets_lifetimes_and_the_renewal_point() -> None:
         renew_fraction=0.5,
     )
     made = first(policy=policy)
-    assert made.serving.not_after - made.serving.not_before == dt.timedelta(days=3)
-    assert certs.renew_at(made.serving, 0.5) == made.serving.not_after - dt.timedelta(days=1.5)
+    assert made.serving.not_after == T0 + dt.timedelta(days=3)
+    lifetime = dt.timedelta(days=3) + certs.BACKDATE
+    assert certs.renew_at(made.serving, 0.5) == made.serving.not_after - lifetime / 2
     assert certs.ensure(made, NAMES, IPS, policy, now=T0 + DAY).reasons == ()
     assert certs.ensure(made, NAMES, IPS, policy, now=T0 + 2 * DAY).changed
 
@@ -137,7 +145,7 @@ def test_a_configured_policy_sets_lifetimes_and_the_renewal_point() -> None:
     [
         ({"renew_fraction": 0}, "between 0 and 1"),
         ({"renew_fraction": 1.5}, "between 0 and 1"),
-        ({"serving_validity": dt.timedelta(seconds=5)}, "at least 10 minutes"),
+        ({"serving_validity": dt.timedelta(seconds=5)}, "at least 1 minute"),
     ],
 )
 def test_a_bad_policy_is_refused_with_what_is_accepted(
