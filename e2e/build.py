@@ -4,135 +4,168 @@ kube-apiserver cannot be ``go install``ed: k8s.io/kubernetes' go.mod replaces
 every ``k8s.io/*`` staging module with ``./staging/...``. A wrapper module
 that requires ``k8s.io/kubernetes vX`` and replaces each staging module with
 its published ``v0.Y.Z`` tag builds it from the Go module proxy alone. The
-staging list and the ``godebug`` line are read from that release's own go.mod
-(fetched by ``go mod download``), not hard-coded. etcd is built the same way
-from ``go.etcd.io/etcd/server/v3``.
+staging list, the ``go`` and the ``godebug`` lines are read from that release's
+own go.mod (``go mod download``), not hard-coded. kubectl comes from the same
+wrapper (same version as the API server, so no version skew in the e2e suite).
+etcd is built the same way from ``go.etcd.io/etcd/server/v3``, whose
+``etcdmain.Main`` is what etcd's own ``main`` calls.
 
-Binaries land in ``~/.cache/sidecar-injector/bin/`` (``$SIDECAR_E2E_CACHE``
-overrides the root); only the first run builds.
+Nothing is cloned: every source comes from the module proxy by name and
+version. Binaries land in ``~/.cache/sidecar-injector/bin/<name>-<version>``
+(``$SIDECAR_E2E_CACHE`` overrides the root); only the first run builds.
+``python -m e2e.build`` builds (or finds) them and prints their paths.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-KUBERNETES_VERSION = "v1.36.4"
-ETCD_VERSION = "v3.6.5"
+KUBERNETES_VERSION = os.environ.get("SIDECAR_E2E_KUBERNETES_VERSION", "v1.36.4")
+# The etcd server release matching the etcd client modules of that Kubernetes
+# release (k8s.io/kubernetes v1.36.x requires go.etcd.io/etcd/client/v3 v3.6.x).
+ETCD_VERSION = os.environ.get("SIDECAR_E2E_ETCD_VERSION", "v3.6.5")
 CACHE = Path(os.environ.get("SIDECAR_E2E_CACHE", Path.home() / ".cache" / "sidecar-injector"))
 BIN = CACHE / "bin"
+KUBERNETES_COMMANDS = ("kube-apiserver", "kubectl")
 
 
 class BuildError(RuntimeError):
-    pass
+    """A binary could not be built; the message names the command and its log."""
+
+
+def _say(message: str) -> None:
+    print(f"e2e: {message}", file=sys.stderr, flush=True)
+
+
+def _go_env() -> dict[str, str]:
+    # -mod=mod: the wrapper's go.sum is written by `go mod tidy` here.
+    # CGO off: static binaries, no C toolchain needed on a fresh machine.
+    return dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0")
 
 
 def _go(args: list[str], cwd: Path, log: Path) -> None:
-    env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0")
+    command = "go " + " ".join(args)
     with log.open("ab") as out:
-        out.write(f"\n$ go {' '.join(args)}\n".encode())
+        out.write(f"\n$ (cd {cwd} && {command})\n".encode())
         out.flush()
         result = subprocess.run(
-            ["go", *args], cwd=cwd, env=env, stdout=out, stderr=out, check=False
+            ["go", *args], cwd=cwd, env=_go_env(), stdout=out, stderr=out, check=False
         )
     if result.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-        raise BuildError(f"`go {' '.join(args)}` failed in {cwd} (log {log}):\n{tail}")
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise BuildError(f"`{command}` failed in {cwd} (full log: {log}):\n{tail}")
 
 
-def _module_file(module: str, version: str, work: Path, log: Path) -> str:
-    env = dict(os.environ, GOFLAGS="-mod=mod")
+def _upstream_go_mod(module: str, version: str, work: Path) -> str:
     result = subprocess.run(
         ["go", "mod", "download", "-json", f"{module}@{version}"],
         cwd=work,
-        env=env,
+        env=_go_env(),
         capture_output=True,
         text=True,
         check=False,
     )
     if result.returncode != 0:
-        log.write_text(result.stdout + result.stderr)
         raise BuildError(
-            f"go mod download {module}@{version} failed: {result.stdout.strip()} "
-            f"{result.stderr.strip()}"
+            f"`go mod download -json {module}@{version}` failed: "
+            f"{result.stdout.strip()} {result.stderr.strip()}"
         )
     return Path(json.loads(result.stdout)["GoMod"]).read_text()
 
 
-def kube_apiserver() -> Path:
-    target = BIN / f"kube-apiserver-{KUBERNETES_VERSION}"
-    if target.exists():
-        return target
-    minor = KUBERNETES_VERSION.split(".")[1]
-    staging_tag = "v0." + ".".join(KUBERNETES_VERSION.lstrip("v").split(".")[1:])
-    work = CACHE / "build" / f"kube-apiserver-{KUBERNETES_VERSION}"
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    """One build at a time per cache (two `make` runs share the binaries)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def staging_tag(version: str) -> str:
+    """k8s.io/kubernetes v1.Y.Z publishes its staging modules as v0.Y.Z."""
+    major, minor, patch = version.lstrip("v").split(".")
+    if major != "1":
+        raise BuildError(f"unexpected Kubernetes version {version!r}; expected v1.Y.Z")
+    return f"v0.{minor}.{patch}"
+
+
+def wrapper_go_mod(upstream: str, version: str) -> str:
+    """The wrapper module's go.mod, derived from k8s.io/kubernetes' own go.mod."""
+    staging = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", upstream, re.M)))
+    if not staging:
+        raise BuildError(f"no ./staging replaces in k8s.io/kubernetes {version} go.mod")
+    go_line = re.search(r"^go \S+$", upstream, re.M)
+    lines = ["module sidecar-injector.e2e/kubernetes", ""]
+    lines += [go_line.group(0) if go_line else "go 1.26", ""]
+    lines += re.findall(r"^godebug .*$", upstream, re.M)
+    lines += ["", f"require k8s.io/kubernetes {version}", "", "replace ("]
+    lines += [f"\t{module} => {module} {staging_tag(version)}" for module in staging]
+    lines += [")", ""]
+    return "\n".join(lines)
+
+
+def _build_kubernetes(missing: list[str]) -> None:
+    version = KUBERNETES_VERSION
+    work = CACHE / "build" / f"kubernetes-{version}"
     work.mkdir(parents=True, exist_ok=True)
     log = work / "build.log"
     _say(
-        f"building kube-apiserver {KUBERNETES_VERSION} from Go modules "
-        f"(first run only; 10-20 minutes on 2 cores; log {log})"
+        f"building {', '.join(missing)} {version} from Go modules: first run only, "
+        f"about 15-25 minutes on 2 cores (log: {log})"
     )
-    (work / "go.mod").write_text("module e2e/kubeapiserver\n\ngo 1.26\n")
-    upstream = _module_file("k8s.io/kubernetes", KUBERNETES_VERSION, work, log)
-    staging = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", upstream, re.M)))
-    if not staging:
-        raise BuildError(
-            f"no staging replaces found in k8s.io/kubernetes {KUBERNETES_VERSION} go.mod"
-        )
-    godebug = re.search(r"^godebug .*$", upstream, re.M)
-    lines = ["module e2e/kubeapiserver", "", "go 1.26", ""]
-    if godebug:
-        lines += [godebug.group(0), ""]
-    lines += [f"require k8s.io/kubernetes {KUBERNETES_VERSION}", "", "replace ("]
-    lines += [f"\t{module} => {module} {staging_tag}" for module in staging]
-    lines += [")", ""]
-    (work / "go.mod").write_text("\n".join(lines))
-    (work / "tools.go").write_text(
-        '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n'
-    )
+    (work / "go.mod").write_text("module sidecar-injector.e2e/kubernetes\n\ngo 1.26\n")
+    upstream = _upstream_go_mod("k8s.io/kubernetes", version, work)
+    (work / "go.mod").write_text(wrapper_go_mod(upstream, version))
+    imports = "".join(f'\t_ "k8s.io/kubernetes/cmd/{name}"\n' for name in KUBERNETES_COMMANDS)
+    (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports})\n")
     _go(["mod", "tidy"], work, log)
+    minor = version.split(".")[1]
     ldflags = " ".join(
         [
             "-s",
             "-w",
-            f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
+            f"-X k8s.io/component-base/version.gitVersion={version}",
             "-X k8s.io/component-base/version.gitMajor=1",
             f"-X k8s.io/component-base/version.gitMinor={minor}",
             "-X k8s.io/component-base/version.gitTreeState=clean",
+            f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
+            "-X k8s.io/client-go/pkg/version.gitMajor=1",
+            f"-X k8s.io/client-go/pkg/version.gitMinor={minor}",
         ]
     )
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    packages = [f"k8s.io/kubernetes/cmd/{name}" for name in missing]
+    _go(["build", "-trimpath", f"-ldflags={ldflags}", "-o", f"{out}/", *packages], work, log)
     BIN.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    _go(
-        [
-            "build",
-            "-trimpath",
-            f"-ldflags={ldflags}",
-            "-o",
-            str(tmp),
-            "k8s.io/kubernetes/cmd/kube-apiserver",
-        ],
-        work,
-        log,
-    )
-    tmp.rename(target)
-    return target
+    for name in missing:
+        (out / name).replace(BIN / f"{name}-{version}")
 
 
-def etcd() -> Path:
-    target = BIN / f"etcd-{ETCD_VERSION}"
-    if target.exists():
-        return target
-    work = CACHE / "build" / f"etcd-{ETCD_VERSION}"
+def _build_etcd() -> None:
+    version = ETCD_VERSION
+    work = CACHE / "build" / f"etcd-{version}"
     work.mkdir(parents=True, exist_ok=True)
     log = work / "build.log"
-    _say(f"building etcd {ETCD_VERSION} from Go modules (first run only; log {log})")
+    _say(f"building etcd {version} from Go modules: first run only, about 2 minutes (log: {log})")
     (work / "go.mod").write_text(
-        f"module e2e/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n"
+        "module sidecar-injector.e2e/etcd\n\ngo 1.26\n\n"
+        f"require go.etcd.io/etcd/server/v3 {version}\n"
     )
     (work / "main.go").write_text(
         "package main\n\n"
@@ -140,24 +173,47 @@ def etcd() -> Path:
         "func main() { etcdmain.Main(os.Args) }\n"
     )
     _go(["mod", "tidy"], work, log)
-    BIN.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = work / "etcd.out"
     _go(["build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp), "."], work, log)
-    tmp.rename(target)
-    return target
+    BIN.mkdir(parents=True, exist_ok=True)
+    tmp.replace(BIN / f"etcd-{version}")
 
 
-def _say(message: str) -> None:
-    print(f"e2e: {message}", file=sys.stderr, flush=True)
+def binary(name: str) -> Path:
+    version = ETCD_VERSION if name == "etcd" else KUBERNETES_VERSION
+    return BIN / f"{name}-{version}"
+
+
+def ensure() -> dict[str, Path]:
+    """Paths of etcd, kube-apiserver and kubectl, building what is missing."""
+    names = ["etcd", *KUBERNETES_COMMANDS]
+    if all(binary(name).exists() for name in names):
+        return {name: binary(name) for name in names}
+    if shutil.which("go") is None:
+        raise BuildError(
+            "the local control plane is built from Go modules but `go` is not on PATH; "
+            "install Go >= 1.26 (https://go.dev/dl/) or run `make e2e` against a cluster"
+        )
+    with _build_lock():
+        started = time.monotonic()
+        if not binary("etcd").exists():
+            _build_etcd()
+        missing = [name for name in KUBERNETES_COMMANDS if not binary(name).exists()]
+        if missing:
+            _build_kubernetes(missing)
+        if time.monotonic() - started > 1:
+            _say(f"built in {time.monotonic() - started:.0f}s; cached in {BIN}")
+    return {name: binary(name) for name in names}
 
 
 def main() -> int:
     try:
-        print(etcd())
-        print(kube_apiserver())
+        paths = ensure()
     except BuildError as exc:
         print(f"e2e: build failed: {exc}", file=sys.stderr)
         return 1
+    for name, path in paths.items():
+        print(f"{name}\t{path}")
     return 0
 
 
