@@ -20,6 +20,8 @@ that want URL + token + CA. The API server runs the default admission plugins
 (with MutatingAdmissionWebhook); the ``ServiceAccount`` plugin stays on, as in
 a real cluster, so whoever creates a namespace here also creates its
 ``default`` ServiceAccount (no controller-manager does it): ``ensure_namespace``.
+ConfigMaps and Secrets are not watch-cached, so compacting etcd makes watches
+from older resourceVersions fail with 410 Gone (config-source tests need it).
 
 Commands run under ``run`` see ``KUBECONFIG`` and ``SIDECAR_E2E_CLUSTER`` (the
 path of ``cluster.json``: URLs, CA, token, etcd endpoint, kubectl path).
@@ -99,6 +101,10 @@ class ClusterInfo:
 
 def default_state_dir() -> Path:
     return Path(os.environ.get("SIDECAR_E2E_STATE", build.CACHE / "cluster"))
+
+
+def free_port() -> int:
+    return _free_ports(1)[0]
 
 
 def _free_ports(count: int) -> list[int]:
@@ -332,6 +338,9 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
                 "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                # Watches on these go straight to etcd, so compacting etcd expires
+                # them (410 Gone), as the watch-cache window does in a busy cluster.
+                "--watch-cache-sizes=configmaps#0,secrets#0",
                 "--profiling=false",
                 "--v=1",
             ],

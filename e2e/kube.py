@@ -127,6 +127,21 @@ class Kube:
             response.status_code, parsed, parse_warnings(response.headers.get_list("Warning"))
         )
 
+    def watch(
+        self, path: str, resource_version: str, timeout_seconds: int = 5
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """A watch from resource_version, read until the server ends it: status, events."""
+        query = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        with self.http.stream(
+            "GET", path, params=query, headers=self._auth(), timeout=timeout_seconds + 10
+        ) as response:
+            lines = [line for line in response.iter_lines() if line.strip()]
+        return response.status_code, [json.loads(line) for line in lines]
+
     def get(self, path: str) -> Response:
         return self.request("GET", path)
 

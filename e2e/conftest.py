@@ -1,0 +1,228 @@
+"""Fixtures of the e2e suite: a cluster from KUBECONFIG, our injector admitting
+its pods, a fresh namespace per test, kubectl, and raw API/etcd access.
+
+Two ways to run:
+- ``make e2e-local``: ``python -m e2e.cluster run`` starts the local control
+  plane and sets ``SIDECAR_E2E_CLUSTER``; the suite then runs the injector as
+  a local process (``e2e.harness.LocalInjector``) behind our webhook
+  configuration, rewritten to ``url: https://127.0.0.1:PORT/mutate``.
+- ``make e2e`` against any cluster (kind, ...): the injector must already be
+  installed there (``kubectl apply -k manifests/overlays/e2e``, which
+  ``make e2e-kind`` does); the suite only waits until it injects. Set
+  ``SIDECAR_E2E_INJECTOR=local`` to run it as a local process there too
+  (needs an API server that can reach 127.0.0.1 on this machine).
+
+Tests needing running pods are marked ``nodes`` and skip without Ready nodes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from e2e import harness
+from e2e.cluster import ClusterInfo, free_port
+from e2e.kube import Kube, KubeError
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """Enough to talk to the API server without a kubeconfig (URL + CA + bearer token)."""
+
+    server: str
+    ca_file: str | None
+    token: str
+
+
+@dataclass(frozen=True)
+class Etcd:
+    """The local control plane's etcd, for tests that must force 410 Gone."""
+
+    url: str
+
+    def _post(self, path: str, body: dict[str, object]) -> dict[str, object]:
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            result: dict[str, object] = json.loads(response.read())
+            return result
+
+    def revision(self) -> int:
+        key = base64.b64encode(b"/").decode()
+        header = self._post("/v3/kv/range", {"key": key, "count_only": True})["header"]
+        assert isinstance(header, dict)
+        return int(header["revision"])
+
+    def compact(self) -> int:
+        """Compact etcd up to its current revision; watches from older ones get 410."""
+        revision = self.revision()
+        self._post("/v3/kv/compaction", {"revision": revision, "physical": True})
+        return revision
+
+
+class Injector:
+    """The injector under test: a local process, or the one installed in the cluster."""
+
+    def __init__(self, kube: Kube, local: harness.LocalInjector | None) -> None:
+        self.kube = kube
+        self.local = local
+        self.probe_namespace = kube.create_namespace("e2e-probe")
+
+    def require_local(self) -> harness.LocalInjector:
+        if self.local is None:
+            pytest.skip("needs the injector as a local process (make e2e-local)")
+        return self.local
+
+    def wait_ready(self) -> None:
+        harness.wait_until_injecting(self.kube, self.probe_namespace)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> ClusterInfo | None:
+    path = os.environ.get("SIDECAR_E2E_CLUSTER")
+    return ClusterInfo.load(Path(path)) if path else None
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Kube]:
+    kubeconfig = os.environ.get("KUBECONFIG")
+    try:
+        client = Kube(kubeconfig)
+        client.get("/version").expect(200)
+    except Exception as exc:
+        pytest.fail(
+            f"no reachable cluster (KUBECONFIG={kubeconfig or 'unset'}): {exc}. "
+            "Run `make e2e-local` for a local control plane, or point KUBECONFIG at a "
+            "cluster with the injector installed and run `make e2e`.",
+            pytrace=False,
+        )
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def has_nodes(kube: Kube) -> bool:
+    return kube.has_nodes()
+
+
+@pytest.fixture(autouse=True)
+def _skip_without_nodes(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("nodes") and not request.getfixturevalue("has_nodes"):
+        pytest.skip("needs running nodes (kind); this cluster has no Ready node")
+
+
+@pytest.fixture(scope="session")
+def kubectl(local_cluster: ClusterInfo | None) -> str:
+    """kubectl of the same version as the local API server, else the one on PATH."""
+    explicit = os.environ.get("KUBECTL")
+    if explicit:
+        return explicit
+    if local_cluster is not None:
+        return local_cluster.kubectl
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.skip("kubectl not found (set KUBECTL or put it on PATH)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def injector(
+    kube: Kube,
+    kubectl: str,
+    local_cluster: ClusterInfo | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Injector]:
+    mode = os.environ.get("SIDECAR_E2E_INJECTOR", "local" if local_cluster else "cluster")
+    local: harness.LocalInjector | None = None
+    if mode == "local":
+        workdir = tmp_path_factory.mktemp("injector")
+        local = harness.LocalInjector(workdir, os.environ.get("KUBECONFIG"), free_port())
+        local.start()
+    under_test = Injector(kube, local)
+    config_name = None
+    try:
+        if local is not None:
+            config, _source = harness.webhook_configuration(kubectl)
+            rewritten = harness.rewrite_for_local(config, local.url, local.tls.ca_pem)
+            harness.apply_webhook_configuration(kube, rewritten)
+            config_name = rewritten["metadata"]["name"]
+        under_test.wait_ready()
+    except (KubeError, harness.HarnessError) as exc:
+        tail = local.log_tail() if local else ""
+        if local is not None:
+            local.stop()
+        pytest.fail(f"the injector never admitted a probe pod: {exc}\n{tail}", pytrace=False)
+    yield under_test
+    if local is not None:
+        if config_name:
+            harness.delete_webhook_configuration(kube, config_name)
+        local.stop()
+    kube.delete_namespace(under_test.probe_namespace)
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    """A fresh namespace (deleted ones stay Terminating without a controller-manager)."""
+    name = kube.create_namespace()
+    yield name
+    kube.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def api_access(kube: Kube, local_cluster: ClusterInfo | None) -> ApiAccess:
+    """URL + CA + an admin bearer token. Local control plane: the static token
+    (``--token-auth-file``); elsewhere: the kubeconfig's token, if it has one."""
+    if local_cluster is not None:
+        return ApiAccess(local_cluster.server, local_cluster.ca_file, local_cluster.token)
+    token = kube.configuration.get_api_key_with_prefix("authorization") or ""
+    if not token.startswith("Bearer "):
+        pytest.skip("the kubeconfig has no bearer token; use service_account_token()")
+    return ApiAccess(kube.server, kube.configuration.ssl_ca_cert, token.removeprefix("Bearer "))
+
+
+def service_account_token(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    *,
+    seconds: int = 3600,
+    audiences: list[str] | None = None,
+) -> str:
+    """Create ServiceAccount namespace/name (if missing) and a token for it (TokenRequest)."""
+    created = kube.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": name}}
+    )
+    if created.status not in (201, 409):
+        created.expect(201)
+    spec: dict[str, object] = {"expirationSeconds": seconds}
+    if audiences:
+        spec["audiences"] = audiences
+    body = kube.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+    ).expect(201)
+    return str(body["status"]["token"])
+
+
+@pytest.fixture(scope="session")
+def etcd(local_cluster: ClusterInfo | None) -> Etcd:
+    if local_cluster is None:
+        pytest.skip("needs the local control plane's etcd (make e2e-local)")
+    return Etcd(local_cluster.etcd_url)
