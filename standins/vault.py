@@ -118,6 +118,7 @@ class VaultStandIn:
         self.standby = False
         self.delay = 0.0
         self.calls: list[tuple[str, str]] = []
+        self.timeline: list[tuple[float, str, str]] = []  # (time.time(), method, path)
         self.namespaces_seen: list[str | None] = []
         self._address = (host, port)
         self._server: ThreadingHTTPServer | None = None
@@ -180,6 +181,10 @@ class VaultStandIn:
             for token in self.state.tokens.values():
                 token.expires = 0.0
 
+    def times(self, method: str, prefix: str) -> list[float]:
+        with self.lock:
+            return [t for t, m, p in self.timeline if m == method and p.startswith(prefix)]
+
     def count(self, method: str, prefix: str) -> int:
         with self.lock:
             return sum(1 for m, p in self.calls if m == method and p.startswith(prefix))
@@ -207,6 +212,7 @@ class VaultStandIn:
             time.sleep(self.delay)
         with self.lock:
             self.calls.append((method, path))
+            self.timeline.append((time.time(), method, path))
             self.namespaces_seen.append(namespace)
         if path.startswith("/_standin/"):
             return self._admin(method, path, body)
@@ -382,7 +388,7 @@ class VaultStandIn:
             data = self.state.kv1[mount].get(rest)
             if data is None:
                 raise VaultError(404)
-            ttl = int(str(data.get("ttl", "0")).rstrip("s") or 0)
+            ttl = _seconds(str(data.get("ttl", "0")))
             return self._envelope(data=dict(data), lease_duration=ttl or 2764800)
         raise VaultError(404)
 
@@ -447,6 +453,14 @@ class _NotFoundWithBody(VaultError):
     def __init__(self, body: Json) -> None:
         super().__init__(404)
         self.body = body
+
+
+def _seconds(text: str) -> int:
+    """Vault's duration strings for a KV v1 ``ttl`` key: 3600, 10s, 30m, 1h."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text or 0)
 
 
 def _bound(value: object, allowed: list[str]) -> bool:

@@ -77,6 +77,16 @@ class Agent:
             "secrets_last_success_timestamp_seconds", "When every secret was last current"
         )
 
+    def prepare(self) -> None:
+        for directory in (self.settings.secrets_dir, self.settings.state_dir):
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(
+                    f"{directory}: {exc.strerror}; it must be a writable volume (the "
+                    "injector mounts one there)"
+                ) from exc
+
     # --- one secret ----------------------------------------------------------
     def fetch(self, item: Tracked) -> bool:
         spec = item.spec
@@ -165,13 +175,16 @@ class Agent:
 
     # --- init: everything once -------------------------------------------------
     def render_all(self, deadline: Deadline, stop: StopEvent) -> None:
+        self.prepare()
         backoff = Backoff(initial=0.2, maximum=5.0)
         pending = list(self.tracked)
         while True:
             for item in list(pending):
                 try:
                     self.fetch(item)
-                except (SourceError, OutputError) as exc:
+                except OutputError:
+                    raise  # a template or the volume: retrying would not help
+                except SourceError as exc:
                     item.error = str(exc)
                     self.fetches.inc(outcome="error")
                     if (

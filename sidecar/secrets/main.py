@@ -41,6 +41,7 @@ def run(settings: SecretsSettings, stop: StopEvent) -> int:
     log = Logger("secrets", settings.log_level)
     registry = Registry("sidecar")
     agent = build(settings, registry, log)
+    agent.prepare()
     if settings.init:
         agent.render_all(Deadline.after(settings.deadline), stop)
         _save(agent, settings, log)

@@ -1,0 +1,198 @@
+"""``sidecar secrets --init`` against the Vault stand-in: files, modes, failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+
+from sidecar.backoff import Deadline
+from sidecar.errors import SourceError
+from sidecar.lifecycle import StopEvent
+from sidecar.log import Logger
+from sidecar.metrics import Registry
+from sidecar.secrets.main import build
+from sidecar.secrets.settings import load
+from standins.vault import VaultStandIn
+from tests.secrets.conftest import args
+from tests.support import free_port
+
+SIDECAR = [sys.executable, "-m", "sidecar", "secrets"]
+ALL = [
+    {"name": "config", "path": "secret/data/app/config"},
+    {"name": "config.json", "path": "secret/data/app/config", "template": "json"},
+    {"name": "legacy", "path": "kv/app/legacy"},
+    {
+        "name": "db",
+        "path": "database/creds/app",
+        "template": "postgres://{{ data.username }}:{{ data.password }}@db/shop",
+    },
+]
+
+
+def test_init_renders_every_kind_of_secret(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [*SIDECAR, "--init", "--deadline", "5s", *args(vault, jwt_file, tmp_path, ALL)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "secrets"
+    assert (out / "config").read_text() == "api_key: k-123\nregion: eu\n"
+    assert json.loads((out / "config.json").read_text()) == {"api_key": "k-123", "region": "eu"}
+    assert (out / "legacy").read_text() == "ttl: 1h\nuser: old\n"
+    assert (out / "db").read_text().startswith("postgres://v-k8s-app-")
+    for name in ("config", "db"):
+        assert (out / name).stat().st_mode & 0o777 == 0o444  # no fsGroup: world-readable
+    assert vault.count("POST", "/v1/auth/kubernetes/login") == 1
+    handoff = json.loads((tmp_path / "state" / "handoff.json").read_text())
+    assert handoff["leases"]["db"]["lease_id"].startswith("database/creds/app/")
+    assert (tmp_path / "state" / "handoff.json").stat().st_mode & 0o777 == 0o600
+    token = handoff["token"]["value"]
+    assert token not in result.stderr
+    assert "k-123" not in result.stderr
+
+
+def test_ten_secrets_with_file_group_and_mode(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    specs = [{"name": f"s{i}", "path": "secret/data/app/config"} for i in range(10)]
+    specs[0]["mode"] = "0400"
+    settings = load(
+        args(
+            vault,
+            jwt_file,
+            tmp_path,
+            specs,
+            "--init",
+            "--file-group",
+            str(__import__("os").getgid()),
+        ),
+        environ={},
+    )
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+    agent.render_all(Deadline.after(10), StopEvent())
+    out = tmp_path / "secrets"
+    assert sorted(p.name for p in out.iterdir()) == sorted(s["name"] for s in specs)
+    assert (out / "s0").stat().st_mode & 0o777 == 0o400
+    assert (out / "s1").stat().st_mode & 0o777 == 0o440
+
+
+def test_missing_template_key_names_it(vault: VaultStandIn, jwt_file: Path, tmp_path: Path) -> None:
+    spec = [{"name": "c", "path": "secret/data/app/config", "template": "{{ data.password }}"}]
+    result = subprocess.run(
+        [*SIDECAR, "--init", "--deadline", "1s", *args(vault, jwt_file, tmp_path, spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "template uses key 'password'" in result.stderr
+    assert "it has: api_key, region" in result.stderr
+    assert not (tmp_path / "secrets" / "c").exists()
+
+
+def test_vault_down_fails_within_the_deadline(jwt_file: Path, tmp_path: Path) -> None:
+    dead = VaultStandIn.__new__(VaultStandIn)  # only for its addr format
+    addr = f"http://127.0.0.1:{free_port()}"
+    spec = [{"name": "c", "path": "secret/data/app/config"}]
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            *SIDECAR,
+            "--init",
+            "--deadline",
+            "2s",
+            "--vault-addr",
+            addr,
+            "--role",
+            "app",
+            "--token-file",
+            str(jwt_file),
+            "--secrets",
+            json.dumps(spec),
+            "--secrets-dir",
+            str(tmp_path / "s"),
+            "--state-dir",
+            str(tmp_path / "st"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert time.monotonic() - started < 10
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("sidecar secrets: secrets not rendered by the deadline (c): ")
+    assert f"Vault at {addr} unreachable" in last
+    del dead
+
+
+def test_role_rejected_and_permission_denied_are_named(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    spec = [{"name": "c", "path": "secret/data/app/config"}]
+    settings = load(args(vault, jwt_file, tmp_path, spec, "--init", "--role", "nope"), environ={})
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+    with pytest.raises(SourceError, match="role 'nope' rejected by auth/kubernetes"):
+        agent.render_all(Deadline.after(0.5), StopEvent())
+    spec = [{"name": "c", "path": "secret/data/other/thing"}]
+    settings = load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={})
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+    with pytest.raises(SourceError, match="permission denied for path secret/data/other/thing"):
+        agent.render_all(Deadline.after(0.5), StopEvent())
+
+
+def test_sealed_and_standby_are_retried_until_they_clear(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    vault.sealed = True
+    spec = [{"name": "c", "path": "secret/data/app/config"}]
+    settings = load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={})
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+    stop = StopEvent()
+
+    def unseal_after_two_refusals() -> None:
+        from tests.support import wait_for
+
+        wait_for(lambda: vault.count("POST", "/v1/auth/") >= 2, what="two sealed answers")
+        vault.sealed = False
+        vault.standby = True
+        wait_for(lambda: vault.count("POST", "/v1/auth/") >= 3, what="a standby answer")
+        vault.standby = False
+
+    import threading
+
+    helper = threading.Thread(target=unseal_after_two_refusals)
+    helper.start()
+    agent.render_all(Deadline.after(30), stop)
+    helper.join()
+    assert (tmp_path / "secrets" / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("[]", "non-empty list"),
+        ('[{"name": "../x", "path": "secret/data/a"}]', "cannot be a file name"),
+        ('[{"name": "a", "path": "secret/data/a", "mode": "0666"}]', "lets others write"),
+        ('[{"name": "a", "path": "a"}, {"name": "a", "path": "b"}]', "repeated: a"),
+        ("{", "not JSON"),
+    ],
+)
+def test_bad_secret_specs_are_usage_errors(value: str, message: str) -> None:
+    from sidecar.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        load(["--vault-addr", "http://v:8200", "--role", "r", "--secrets", value], environ={})

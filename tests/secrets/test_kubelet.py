@@ -1,0 +1,85 @@
+"""The secrets agent run the way a kubelet runs it, next to an app of another user."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from standins.vault import VaultStandIn
+from tests import kubelet
+
+ok, why = kubelet.available()
+pytestmark = pytest.mark.skipif(not ok, reason=why)
+
+SPEC = [{"name": "config", "path": "secret/data/app/config"}]
+READ_AND_TRY_WRITE = (
+    "import sys\n"
+    "print(open('/var/run/secrets/sidecar/config').read(), end='')\n"
+    "try:\n"
+    "    open('/var/run/secrets/sidecar/config', 'a')\n"
+    "    print('WROTE')\n"
+    "except OSError as e:\n"
+    "    print('refused', e.errno)\n"
+)
+
+
+def _init(pod: kubelet.Pod, vault: VaultStandIn, jwt_file: Path, extra: dict[str, str]):
+    pod.volume("token").joinpath("token").write_text(jwt_file.read_text())
+    return pod.run(
+        [*kubelet.SIDECAR_IMAGE_COMMAND, "secrets", "--init"],
+        user=1337,
+        group=1337,
+        mounts=[
+            kubelet.Mount("sidecar-secrets", "/var/run/secrets/sidecar"),
+            kubelet.Mount("sidecar-secrets-state", "/var/run/sidecar/state"),
+            kubelet.Mount("token", "/var/run/sidecar/token", read_only=True),
+        ],
+        env={
+            "SIDECAR_VAULT_ADDR": vault.addr,
+            "SIDECAR_VAULT_ROLE": "app",
+            "SIDECAR_SECRETS": json.dumps(SPEC),
+            **extra,
+        },
+    )
+
+
+def _app(pod: kubelet.Pod, read_only: bool):
+    return pod.run(
+        [sys.executable, "-c", READ_AND_TRY_WRITE],
+        user=1000,
+        group=1000,
+        mounts=[kubelet.Mount("sidecar-secrets", "/var/run/secrets/sidecar", read_only)],
+    )
+
+
+def test_with_fs_group_the_app_reads_through_the_group(
+    tmp_path: Path, vault: VaultStandIn, jwt_file: Path
+) -> None:
+    with kubelet.Pod(tmp_path / "pod", fs_group=2000) as pod:
+        init = _init(pod, vault, jwt_file, {"SIDECAR_FILE_GROUP": "2000"})
+        assert init.returncode == 0, init.stderr
+        written = pod.volume("sidecar-secrets") / "config"
+        st = written.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1337, 2000, 0o440)
+        state = pod.volume("sidecar-secrets-state") / "handoff.json"
+        assert state.stat().st_mode & 0o777 == 0o600
+        # The app's user is not the agent's: it reads through fsGroup, and even
+        # a writable mount does not let it change the file.
+        app = _app(pod, read_only=False)
+        assert app.returncode == 0, app.stderr
+        assert app.stdout.splitlines() == ["api_key: k-123", "region: eu", "refused 13"]
+
+
+def test_without_fs_group_the_file_is_world_readable_only(
+    tmp_path: Path, vault: VaultStandIn, jwt_file: Path
+) -> None:
+    with kubelet.Pod(tmp_path / "pod") as pod:
+        init = _init(pod, vault, jwt_file, {})
+        assert init.returncode == 0, init.stderr
+        assert (pod.volume("sidecar-secrets") / "config").stat().st_mode & 0o777 == 0o444
+        app = _app(pod, read_only=True)
+        assert app.stdout.splitlines()[-1] in ("refused 13", "refused 30")
+        assert app.stdout.splitlines()[0] == "api_key: k-123"

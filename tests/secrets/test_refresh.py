@@ -1,0 +1,206 @@
+"""The refresher: renewals on time, re-fetches, re-login, reloads, hand-off."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import StringIO
+from pathlib import Path
+
+import pytest
+
+from sidecar.files import write_atomic
+from sidecar.lifecycle import StopEvent
+from sidecar.secrets.main import run
+from sidecar.secrets.settings import load
+from standins.vault import VaultStandIn
+from tests.secrets.conftest import args
+from tests.support import free_port, http_status, wait_for
+
+
+class ReloadApp:
+    def __init__(self) -> None:
+        self.calls = 0
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                app.calls += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/-/reload"
+
+
+@pytest.fixture
+def app() -> Iterator[ReloadApp]:
+    reload_app = ReloadApp()
+    yield reload_app
+    reload_app.server.shutdown()
+
+
+class Refresher:
+    def __init__(self, argv: list[str], capsys_stream: StringIO | None = None) -> None:
+        self.port = free_port()
+        self.settings = load([*argv, "--agent-addr", f"127.0.0.1:{self.port}"], environ={})
+        self.stop = StopEvent()
+        self.thread = threading.Thread(target=run, args=(self.settings, self.stop), daemon=True)
+
+    def __enter__(self) -> Refresher:
+        self.thread.start()
+        wait_for(
+            lambda: http_status(f"http://127.0.0.1:{self.port}/ready") == 200,
+            timeout=15,
+            what="refresher ready",
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+
+def test_renewable_lease_is_renewed_at_two_thirds(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    vault.add_database_role("app", default_ttl=3, max_ttl=600)
+    spec = [{"name": "db", "path": "database/creds/app"}]
+    with Refresher(args(vault, jwt_file, tmp_path, spec)) as agent:
+        wait_for(
+            lambda: vault.count("PUT", "/v1/sys/leases/renew") >= 2, timeout=15, what="two renewals"
+        )
+        issued = vault.times("GET", "/v1/database/creds/app")[0]
+        first, second = vault.times("PUT", "/v1/sys/leases/renew")[:2]
+        assert 1.5 <= first - issued <= 2.7  # 2/3 of 3 s, before expiry
+        assert 1.5 <= second - first <= 2.7
+        assert vault.count("GET", "/v1/database/creds/app") == 1  # same credentials kept
+        assert 'sidecar_secrets_renewals_total{kind="lease"}' in agent.metrics()
+
+
+def test_non_renewable_lease_is_refetched_before_expiry(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, app: ReloadApp
+) -> None:
+    vault.add_database_role("app", default_ttl=2, max_ttl=600, renewable=False)
+    spec = [{"name": "db", "path": "database/creds/app"}]
+    with Refresher(args(vault, jwt_file, tmp_path, spec, "--reload", app.url)):
+        wait_for(
+            lambda: vault.count("GET", "/v1/database/creds/app") >= 2, timeout=15, what="re-fetch"
+        )
+        first, second = vault.times("GET", "/v1/database/creds/app")[:2]
+        assert 1.2 <= second - first < 2.0  # ~85% of 2 s, before the lease ends
+        assert vault.count("PUT", "/v1/sys/leases/renew") == 0
+        wait_for(lambda: app.calls >= 1, what="reload after new credentials")
+
+
+def test_capped_renewal_leads_to_a_refetch(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    vault.add_database_role("app", default_ttl=3, max_ttl=4)
+    spec = [{"name": "db", "path": "database/creds/app"}]
+    with Refresher(args(vault, jwt_file, tmp_path, spec)):
+        wait_for(
+            lambda: vault.count("GET", "/v1/database/creds/app") >= 2,
+            timeout=15,
+            what="re-fetch after the capped renewal",
+        )
+        assert vault.count("PUT", "/v1/sys/leases/renew") == 1
+
+
+def test_expired_token_leads_to_exactly_one_relogin(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, app: ReloadApp
+) -> None:
+    spec = [{"name": "config", "path": "secret/data/app/config"}]
+    argv = args(vault, jwt_file, tmp_path, spec, "--kv-interval", "1s", "--reload", app.url)
+    with Refresher(argv) as agent:
+        assert vault.count("POST", "/v1/auth/kubernetes/login") == 1
+        reads = vault.count("GET", "/v1/secret/data/app/config")
+        vault.expire_tokens()
+        wait_for(
+            lambda: vault.count("GET", "/v1/secret/data/app/config") >= reads + 3,
+            timeout=15,
+            what="reads after the expiry",
+        )
+        assert vault.count("POST", "/v1/auth/kubernetes/login") == 2
+        assert "sidecar_secrets_relogins_total 1" in agent.metrics()
+        assert app.calls == 0  # unchanged re-reads never reload the app
+        vault.put_kv2("app/config", {"api_key": "k-456", "region": "eu"})
+        wait_for(lambda: app.calls == 1, what="one reload for the change")
+        wait_for(
+            lambda: vault.count("GET", "/v1/secret/data/app/config") >= reads + 6,
+            timeout=15,
+            what="more unchanged reads",
+        )
+        assert app.calls == 1
+        assert (tmp_path / "secrets" / "config").read_text().startswith("api_key: k-456")
+
+
+def test_refresher_adopts_the_init_handoff(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    vault.add_database_role("app", default_ttl=30, max_ttl=600)
+    spec = [{"name": "db", "path": "database/creds/app"}]
+    init = load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={})
+    assert run(init, StopEvent()) == 0
+    creds = (tmp_path / "secrets" / "db").read_text()
+    with Refresher(args(vault, jwt_file, tmp_path, spec, "--revoke-on-exit", "true")):
+        assert vault.count("POST", "/v1/auth/kubernetes/login") == 1  # token reused
+        assert vault.count("GET", "/v1/database/creds/app") == 1  # no second credentials
+        assert (tmp_path / "secrets" / "db").read_text() == creds
+    assert vault.count("POST", "/v1/auth/token/revoke-self") == 1
+
+
+def test_tokens_and_values_never_reach_the_log(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    spec = [{"name": "config", "path": "secret/data/app/config"}]
+    argv = args(vault, jwt_file, tmp_path, spec, "--kv-interval", "1s", "--log-level", "debug")
+    with Refresher(argv):
+        vault.expire_tokens()
+        wait_for(lambda: vault.count("POST", "/v1/auth/kubernetes/login") == 2, what="relogin")
+    logged = capfd.readouterr().err
+    assert "token refused; logging in again" in logged
+    for token in vault.state.tokens:
+        assert token not in logged
+    assert "k-123" not in logged
+    assert jwt_file.read_text() not in logged
+
+
+def test_reader_never_sees_a_partial_secret_across_1000_rewrites(tmp_path: Path) -> None:
+    target = tmp_path / "secret"
+    values = [json.dumps({"password": str(i) * 2000}).encode() for i in range(1000)]
+    write_atomic(target, values[0])
+    stop = threading.Event()
+    bad: list[int] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            content = target.read_bytes()
+            try:
+                json.loads(content)
+            except ValueError:
+                bad.append(len(content))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for value in values[1:]:
+        write_atomic(target, value, mode=0o440)
+    stop.set()
+    thread.join()
+    assert bad == []
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+    assert os.stat(target).st_mode & 0o777 == 0o440
