@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
     config_options(serve)
+    operator_options(serve)
 
     for name, text in (
         ("inject", "inject pods and pod templates in YAML manifests, print the result"),
@@ -87,6 +88,32 @@ def build_parser() -> argparse.ArgumentParser:
     annotations.add_argument("--markdown", action="store_true", help="as a Markdown table")
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def operator_options(serve: argparse.ArgumentParser) -> None:
+    """Flags of ``serve --operator`` (read by ``injector.operator.OperatorOptions``)."""
+    group = serve.add_argument_group(
+        "operator (with --operator; the namespace is --injector-namespace, else $POD_NAMESPACE)"
+    )
+    group.add_argument("--service", help="the webhook's Service, for the cert [sidecar-injector]")
+    group.add_argument(
+        "--tls-secret", dest="secret", help="Secret holding the certs [sidecar-injector-tls]"
+    )
+    group.add_argument(
+        "--webhook-configuration", help="MutatingWebhookConfiguration to patch [sidecar-injector]"
+    )
+    group.add_argument("--lease", help="Lease for leader election [sidecar-injector]")
+    group.add_argument(
+        "--cert-ip", dest="cert_ips", action="append", default=[], help="extra IP SAN"
+    )
+    group.add_argument("--ca-validity", help="CA lifetime [8760h]")
+    group.add_argument("--cert-validity", help="serving certificate lifetime [2160h]")
+    group.add_argument(
+        "--renew-fraction", type=float, help="renew when less than this share is left [0.333]"
+    )
+    group.add_argument(
+        "--cert-check-interval", dest="cert_interval", help="how often the Secret is read [30s]"
+    )
 
 
 def load_settings(args: argparse.Namespace) -> Settings:

@@ -83,6 +83,11 @@ class ProfileStore:
         """The current snapshot (immutable; read it once per admission)."""
         return self._settings
 
+    def set_base(self, base: Settings) -> None:
+        """New base settings (``--config``, discovered cluster version)."""
+        self.base = base
+        self._settings = self._build()
+
     def replace_all(self, bodies: list[Mapping[str, Any]]) -> None:
         """The result of a full listing: what is not listed is gone."""
         listed = {str((b.get("metadata") or {}).get("name", "")) for b in bodies}
@@ -156,9 +161,8 @@ class ProfileStore:
             "default": default,
             "inUse": served,
             "observedGeneration": obj.generation,
+            "servedGeneration": obj.served_generation,  # None: removed by a merge patch
         }
-        if obj.served_generation is not None:
-            status["servedGeneration"] = obj.served_generation
         if obj.error is not None:
             if served:
                 message = f"{obj.error}; still serving generation {obj.served_generation}"
