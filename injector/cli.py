@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -270,6 +271,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"sidecar-injector: self-signed CA written to {ca_out}", file=sys.stderr)
     ctx.options.update(vars(args))
     print(f"sidecar-injector: serving https://{args.listen}/mutate", file=sys.stderr, flush=True)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: make that a clean exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     asyncio.run(serve(ctx, operator))
     return 0
 

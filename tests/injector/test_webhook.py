@@ -1,0 +1,216 @@
+"""The FastAPI app in-process: envelope handling, fast path, metrics, readiness,
+failure policy. (Over real TLS: test_http_tls.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from injector import review as review_module
+from injector.metrics import Metrics
+from injector.model import NamespaceInfo
+from injector.settings import Settings
+from injector.webhook import create_app
+from tests.golden_tool import BASE_SETTINGS
+from tests.injector.reviews import patched, review
+
+SETTINGS = Settings.from_spec(BASE_SETTINGS)
+P = "sidecar.example.io/"
+
+
+def pod(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "web", "namespace": "default"}
+    if annotations is not None:
+        meta["annotations"] = annotations
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "containers": [{"name": "app", "image": "app:1", "ports": [{"containerPort": 80}]}]
+        },
+    }
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def client(metrics: Metrics) -> Iterator[TestClient]:
+    app = create_app(lambda: SETTINGS, metrics=metrics)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def mutate(client: TestClient, body: Any) -> dict[str, Any]:
+    response = client.post("/mutate", json=body)
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    assert data["apiVersion"] == "admission.k8s.io/v1"
+    assert data["kind"] == "AdmissionReview"
+    return data["response"]  # type: ignore[no-any-return]
+
+
+def test_injects_and_echoes_uid(client: TestClient) -> None:
+    obj = pod({P + "inject": "true", P + "proxy-upstream": "http://x:80"})
+    answer = mutate(client, review(obj, uid="abc-123"))
+    assert answer["uid"] == "abc-123"
+    assert answer["allowed"] is True
+    result = patched(obj, answer)
+    assert result["spec"]["initContainers"][0]["name"] == "sidecar-proxy"
+
+
+def test_plain_pod_fast_path_has_no_patch(client: TestClient, metrics: Metrics) -> None:
+    answer = mutate(client, review(pod()))
+    assert answer == {"uid": answer["uid"], "allowed": True}
+    assert metrics.skips.labels("not-requested")._value.get() == 1
+
+
+def test_dry_run_gets_the_same_answer(client: TestClient) -> None:
+    obj = pod({P + "inject": "true", P + "proxy-upstream": "http://x:80"})
+    wet = mutate(client, review(obj, uid="u"))
+    dry = mutate(client, review(obj, uid="u", dry_run=True))
+    assert dry == wet
+
+
+@pytest.mark.parametrize(
+    ("operation", "kind"), [("UPDATE", "Pod"), ("DELETE", "Pod"), ("CREATE", "Deployment")]
+)
+def test_other_operations_and_kinds_pass_unchanged(
+    client: TestClient, operation: str, kind: str
+) -> None:
+    obj = pod({P + "inject": "true"})
+    answer = mutate(client, review(obj, operation=operation, kind=kind))
+    assert answer["allowed"] is True
+    assert "patch" not in answer
+
+
+def test_invalid_annotation_is_denied_with_message(client: TestClient, metrics: Metrics) -> None:
+    answer = mutate(client, review(pod({P + "inject": "true", P + "proxy-timeout": "soon"})))
+    assert answer["allowed"] is False
+    assert answer["status"]["code"] == 403
+    assert "proxy-timeout" in answer["status"]["message"]
+    assert "'soon'" in answer["status"]["message"]
+    assert "duration" in answer["status"]["message"]
+    assert metrics.denials._value.get() == 1
+
+
+def test_unknown_annotation_is_a_warning(client: TestClient) -> None:
+    obj = pod({P + "inject": "true", P + "proxy-upstrem": "http://x:80"})
+    answer = mutate(client, review(obj))
+    assert answer["allowed"] is True
+    assert any("did you mean sidecar.example.io/proxy-upstream" in w for w in answer["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"not json", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (b'{"kind": "AdmissionReview"}', "expected kind AdmissionReview"),
+        (b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}', "no request"),
+        (
+            b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{}}',
+            "uid",
+        ),
+    ],
+)
+def test_malformed_reviews_get_400(client: TestClient, body: bytes, fragment: str) -> None:
+    response = client.post("/mutate", content=body)
+    assert response.status_code == 400
+    assert fragment in response.json()["message"]
+
+
+def test_malformed_pod_gets_400(client: TestClient) -> None:
+    body = review({"metadata": {"annotations": {"a": 1}}, "spec": {"containers": []}})
+    response = client.post("/mutate", json=body)
+    assert response.status_code == 400
+    assert "annotations" in response.json()["message"]
+
+
+def test_oversized_body_gets_413(client: TestClient) -> None:
+    response = client.post("/mutate", content=b" " * (review_module.MAX_BODY + 1))
+    assert response.status_code == 413
+
+
+def test_health_readiness_and_metrics(metrics: Metrics) -> None:
+    state = {"ready": False}
+    app = create_app(
+        lambda: SETTINGS,
+        metrics=metrics,
+        readiness=lambda: (state["ready"], "profiles not loaded"),
+    )
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        not_ready = c.get("/readyz")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["reason"] == "profiles not loaded"
+        state["ready"] = True
+        assert c.get("/readyz").status_code == 200
+        c.post("/mutate", json=review(pod({P + "inject": "true", P + "secret-db": "a/b"})))
+        text = c.get("/metrics").text
+    assert 'sidecar_injector_injections_total{role="secrets"} 1.0' in text
+    assert 'sidecar_injector_reviews_total{outcome="injected"} 1.0' in text
+    assert "sidecar_injector_review_duration_seconds_bucket" in text
+
+
+def test_namespace_label_from_the_lookup(metrics: Metrics) -> None:
+    labels = {"shop": {P + "injection": "enabled"}}
+    app = create_app(
+        lambda: SETTINGS,
+        metrics=metrics,
+        namespaces=lambda name: NamespaceInfo(name, labels.get(name, {})),
+    )
+    with TestClient(app) as c:
+        enabled = mutate(c, review(pod(), namespace="shop"))
+        other = mutate(c, review(pod(), namespace="default"))
+    assert "patch" in enabled
+    assert "patch" not in other
+
+
+@pytest.mark.parametrize(("policy", "allowed"), [("Fail", False), ("Ignore", True)])
+def test_internal_error_follows_the_failure_policy(
+    monkeypatch: pytest.MonkeyPatch, policy: Any, allowed: bool
+) -> None:
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(review_module, "render", broken)
+    app = create_app(lambda: SETTINGS, failure_policy=policy)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        answer = mutate(c, review(pod({P + "inject": "true"})))
+    assert answer["allowed"] is allowed
+    assert "patch" not in answer
+    if allowed:
+        assert "internal error" in answer["warnings"][0]
+    else:
+        assert answer["status"]["code"] == 500
+        assert "internal error (RuntimeError)" in answer["status"]["message"]
+
+
+def test_settings_provider_failure_is_not_a_500() -> None:
+    def no_settings() -> Settings:
+        raise RuntimeError("store gone")
+
+    app = create_app(no_settings)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        answer = mutate(c, review(pod({P + "inject": "true"})))
+    assert answer["allowed"] is False
+    assert "cannot read its settings" in answer["status"]["message"]
+
+
+def test_settings_are_read_per_review() -> None:
+    current = {"settings": SETTINGS}
+    app = create_app(lambda: current["settings"])
+    obj = pod({P + "inject": "true", P + "proxy-upstream": "http://x:80"})
+    with TestClient(app) as c:
+        native = patched(obj, mutate(c, review(obj)))
+        current["settings"] = SETTINGS.replace(cluster_version=(1, 28))
+        classic = patched(obj, mutate(c, review(obj)))
+    assert native["spec"]["initContainers"][0]["name"] == "sidecar-proxy"
+    assert classic["spec"]["containers"][0]["name"] == "sidecar-proxy"
