@@ -26,8 +26,8 @@ test-unit: install
 check: install lint typecheck layering
 
 lint:
-	$(PYTHON) -m ruff check injector sidecar tests e2e bench
-	$(PYTHON) -m ruff format --check injector sidecar tests e2e bench
+	$(PYTHON) -m ruff check injector sidecar tests e2e bench demo
+	$(PYTHON) -m ruff format --check injector sidecar tests e2e bench demo
 
 typecheck:
 	$(PYTHON) -m mypy

@@ -1,0 +1,1 @@
+"""``python -m demo`` (``make demo``): the webhook end to end on this machine."""
