@@ -153,7 +153,14 @@ def injector(
     local: harness.LocalInjector | None = None
     if mode == "local":
         workdir = tmp_path_factory.mktemp("injector")
-        local = harness.LocalInjector(workdir, os.environ.get("KUBECONFIG"), free_port())
+        version = kube.get("/version").expect(200)
+        minor = "".join(ch for ch in str(version["minor"]) if ch.isdigit())
+        local = harness.LocalInjector(
+            workdir,
+            os.environ.get("KUBECONFIG"),
+            free_port(),
+            ("--cluster-version", f"{version['major']}.{minor}"),
+        )
         local.start()
     under_test = Injector(kube, local)
     config_name = None

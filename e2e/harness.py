@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from e2e import pki
-from e2e.kube import Kube, KubeError, wait_for
+from e2e.kube import Kube, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "sidecar.example.io/"
@@ -78,10 +78,17 @@ def _injector_command() -> list[str]:
 class LocalInjector:
     """``sidecar-injector serve`` on 127.0.0.1:PORT, stoppable and restartable."""
 
-    def __init__(self, workdir: Path, kubeconfig: str | None, port: int) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        kubeconfig: str | None,
+        port: int,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = workdir
         self.kubeconfig = kubeconfig
         self.port = port
+        self.extra_args = extra_args
         self.tls = serving_cert(workdir)
         self.log = workdir / "injector.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -100,6 +107,7 @@ class LocalInjector:
             str(self.tls.cert_file),
             "--tls-key",
             str(self.tls.key_file),
+            *self.extra_args,
         ]
 
     def start(self, timeout: float = 60) -> None:
@@ -301,7 +309,15 @@ def probe_pod(name: str = "probe") -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "annotations": {PREFIX + "inject": "true"}},
-        "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.k8s.io/pause:3.10",
+                    "ports": [{"containerPort": 8080}],
+                }
+            ]
+        },
     }
 
 
@@ -310,16 +326,26 @@ def is_injected(pod: dict[str, Any]) -> bool:
 
 
 def wait_until_injecting(kube: Kube, namespace: str, timeout: float = 60) -> None:
-    """Until a dry-run probe pod in namespace comes back injected."""
+    """Until a dry-run probe pod in namespace comes back injected.
+
+    Admitted uninjected (the configuration is not picked up yet, or the call
+    failed under failurePolicy Ignore) or a 5xx: retry. Denied by our webhook:
+    it was reached but refuses the probe, which retrying will not change."""
     path = f"/api/v1/namespaces/{namespace}/pods"
-
-    def injected() -> bool:
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
         response = kube.create(path, probe_pod(), dry_run=True)
-        if not response.ok:
-            raise KubeError(f"probe pod: HTTP {response.status}: {response.message}")
-        return is_injected(response.body)
-
-    wait_for(injected, timeout, f"the API server to call the injector for pods in {namespace}")
+        if response.ok and is_injected(response.body):
+            return
+        if "denied the request" in response.message:
+            raise HarnessError(f"our webhook denied the probe pod: {response.message}")
+        last = f"HTTP {response.status} {response.message or '(admitted, not injected)'}"
+        time.sleep(0.2)
+    raise HarnessError(
+        f"the API server did not call the injector for pods in {namespace} within "
+        f"{timeout}s; last answer: {last}"
+    )
 
 
 def wait_until_not_injecting(kube: Kube, namespace: str, timeout: float = 60) -> None:
