@@ -372,13 +372,15 @@ def _profile_from_spec(name: str, spec: Mapping[str, Any]) -> Profile:
         ),
     )
     proxy = ProxyPolicy(
-        timeout=_checked(_str(proxy_spec, "timeout", pw, None), parse_duration, pw),
+        timeout=_checked(_str(proxy_spec, "timeout", pw, None), parse_duration, f"{pw}.timeout"),
         retries=_int(proxy_spec, "retries", pw, maximum=10),
-        retry_on=_checked(_str(proxy_spec, "retryOn", pw, None), parse_retry_on, pw),
-        rate_limit=_checked(_str(proxy_spec, "rateLimit", pw, None), parse_rate, pw),
+        retry_on=_checked(_str(proxy_spec, "retryOn", pw, None), parse_retry_on, f"{pw}.retryOn"),
+        rate_limit=_checked(_str(proxy_spec, "rateLimit", pw, None), parse_rate, f"{pw}.rateLimit"),
         max_connections=_int(proxy_spec, "maxConnections", pw),
         outlier_5xx=_int(proxy_spec, "outlier5xx", pw),
-        drain_timeout=_checked(_str(proxy_spec, "drainTimeout", pw, None), parse_duration, pw),
+        drain_timeout=_checked(
+            _str(proxy_spec, "drainTimeout", pw, None), parse_duration, f"{pw}.drainTimeout"
+        ),
     )
     config_path = _str(spec, "configPath", where, "/etc/sidecar/config") or "/etc/sidecar/config"
     if not config_path.startswith("/"):

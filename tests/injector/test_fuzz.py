@@ -46,7 +46,7 @@ annotation_keys = st.sampled_from(
         "secrets-mode",
     ]
 )
-annotations = st.dictionaries(
+annotation_maps = st.dictionaries(
     annotation_keys.map(lambda k: P + k),
     st.text(max_size=30) | st.sampled_from(["true", "false", "http://x:80", "1s", "signal:HUP"]),
     max_size=6,
@@ -118,7 +118,7 @@ def test_review_with_a_field_replaced(client: TestClient, path: list[str], value
 
 @FUZZ
 @given(
-    annotations=annotations,
+    annotations=annotation_maps,
     spec=st.dictionaries(
         st.sampled_from(
             ["hostNetwork", "initContainers", "volumes", "securityContext", "shareProcessNamespace"]
