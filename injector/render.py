@@ -61,7 +61,7 @@ def render(
     if isinstance(decision, Skip):
         return RenderResult(pod, _skip_warnings(decision, request), skip=decision)
     plan = decision
-    injected, status = _inject(stripped, plan, settings.version)
+    injected, status = _inject(stripped, plan, settings.version, _foreign_mounts(pod))
     return RenderResult(injected, plan.warnings, plan=plan, status=status)
 
 
@@ -151,8 +151,31 @@ def _unmount(container: Any, volumes: set[str]) -> Any:
     return result
 
 
+def _foreign_mounts(pod: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Mounts that others added to our containers after a previous injection (e.g. the
+    ServiceAccount admission plugin's kube-api-access volume, added when the apiserver
+    re-runs built-in plugins), keyed by container name: kept on re-injection."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if STATUS not in annotations:
+        return {}
+    status = _load_status(annotations[STATUS])
+    ours, volumes = (
+        set(status["containers"]) | set(status["initContainers"]),
+        set(status["volumes"]),
+    )
+    spec = pod["spec"]
+    found: dict[str, list[Any]] = {}
+    for key in ("initContainers", "containers"):
+        for container in spec.get(key) or []:
+            if _name(container) in ours:
+                extra = [m for m in _items(container, "volumeMounts") if _name(m) not in volumes]
+                if extra:
+                    found[str(_name(container))] = extra
+    return found
+
+
 def _inject(
-    pod: Mapping[str, Any], plan: Plan, version: str
+    pod: Mapping[str, Any], plan: Plan, version: str, carried: Mapping[str, list[Any]]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     spec = dict(pod["spec"])
     app_containers = list(spec.get("containers") or [])
@@ -177,6 +200,11 @@ def _inject(
         (later_init if plan.native else after).append(c.config_container(plan, config, init=False))
     new_volumes = c.volumes(plan)
     added = first_init + later_init + before + after
+    for container in added:
+        paths = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        extra = [m for m in carried.get(container["name"], []) if m.get("mountPath") not in paths]
+        if extra:
+            container["volumeMounts"] = [*container.get("volumeMounts", []), *extra]
     _check_collisions(app_containers + user_inits, user_volumes, added, new_volumes, plan)
     mounts = c.app_mounts(plan)
     if mounts:
