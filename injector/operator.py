@@ -131,6 +131,23 @@ def _duration(text: Any, default: Any) -> Any:
         raise ConfigError(f"--operator: {exc}") from None
 
 
+def register_login(registry: kopf.OperatorRegistry, access: KubeAccess) -> None:
+    """kopf uses the same credentials as our own requests (re-read after a 401)."""
+
+    @kopf.on.login(registry=registry, id="sidecar-injector")
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        token = access.current_token()
+        return kopf.ConnectionInfo(
+            server=access.server,
+            ca_path=access.ca_file,
+            insecure=access.insecure,
+            scheme="Bearer" if token else None,
+            token=token,
+            certificate_path=access.cert_file,
+            private_key_path=access.key_file,
+        )
+
+
 def _in_cluster_namespace() -> str:
     try:
         with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
@@ -167,6 +184,7 @@ class Operator:
         self.namespaces = NamespaceKeeper(kube, ctx.namespaces)
         self.stop = asyncio.Event()
         self.registry = kopf.OperatorRegistry()
+        register_login(self.registry, kube.access)
         self.profiles.register(self.registry)
         self.namespaces.register(self.registry)
         self.profiles.on_change = self._publish_settings
@@ -223,6 +241,7 @@ class Operator:
             self._publish_settings()
             await self._run_kopf()
         finally:
+            log.debug("operator stopping: background loops, then the Lease")
             self.stop.set()
             await asyncio.gather(*background, return_exceptions=True)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from injector import certs
 from injector.operator_kube import Conflict, Kube, KubeError
-from injector.operator_lease import LeaderElector
+from injector.operator_lease import LeaderElector, wait_any
 from injector.operator_webhookconfig import WebhookConfigPatcher
 from injector.tls import ServingTLS, fingerprint
 
@@ -170,13 +170,3 @@ class CertificateKeeper:
                 self.problem = f"certificates: {exc}"
                 log.warning("certificates: %s", exc)
             await wait_any(self.interval, stop, self.wake, self.leadership)
-
-
-async def wait_any(timeout: float, *events: asyncio.Event) -> None:
-    """Until one of ``events`` is set or ``timeout`` passes."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

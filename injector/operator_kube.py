@@ -109,6 +109,12 @@ class KubeAccess:
             insecure=not config.verify_ssl,
         )
 
+    def current_token(self) -> str | None:
+        """The bearer token (re-read from the file: projected tokens rotate)."""
+        if self.token_file:
+            return Path(self.token_file).read_text().strip()
+        return self.token
+
 
 class Kube:
     """``await kube.request("GET", "/api/v1/...")`` -> the decoded JSON answer."""
@@ -135,9 +141,7 @@ class Kube:
         headers = {"Accept": JSON, "User-Agent": "sidecar-injector-operator"}
         if content_type:
             headers["Content-Type"] = content_type
-        token = self.access.token
-        if self.access.token_file:
-            token = Path(self.access.token_file).read_text().strip()
+        token = self.access.current_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return headers

@@ -19,7 +19,6 @@ derived from what the Secret holds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -37,6 +36,21 @@ class LeaseTiming:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+
+
+async def wait_any(timeout: float, *events: asyncio.Event) -> None:
+    """Until one of ``events`` is set or ``timeout`` passes.
+
+    Built on ``asyncio.wait``, which, unlike ``wait_for``, does not raise if
+    the waiter task is cancelled from outside (kopf cancels every task created
+    after it started when it stops).
+    """
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _micro_time(now: dt.datetime) -> str:
@@ -139,21 +153,22 @@ class LeaderElector:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Campaign and renew until ``stop`` is set, then release if leading."""
-        while not stop.is_set():
-            try:
-                held = await self.try_acquire_or_renew()
-            except KubeError as exc:
-                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
-                held = False
-            now = self.clock()
-            if held:
-                self._last_renew = now
-                self._set_leader(True)
-            elif not self.is_leader or now - self._last_renew > self.timing.renew_deadline:
-                self._set_leader(False)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.timing.retry_period)
-        await self.release()
+        try:
+            while not stop.is_set():
+                try:
+                    held = await self.try_acquire_or_renew()
+                except KubeError as exc:
+                    log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+                    held = False
+                now = self.clock()
+                if held:
+                    self._last_renew = now
+                    self._set_leader(True)
+                elif not self.is_leader or now - self._last_renew > self.timing.renew_deadline:
+                    self._set_leader(False)
+                await wait_any(self.timing.retry_period, stop)
+        finally:
+            await self.release()
 
     async def release(self) -> None:
         """Give the Lease up (holder cleared, 1s duration) if this replica holds it."""

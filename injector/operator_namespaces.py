@@ -13,8 +13,8 @@ from typing import Any, cast
 
 import kopf
 
-from injector.operator_certs import wait_any
 from injector.operator_kube import Kube, KubeError
+from injector.operator_lease import wait_any
 from injector.serve import NamespaceCache
 
 log = logging.getLogger("injector.operator.namespaces")

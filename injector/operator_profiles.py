@@ -18,9 +18,8 @@ from typing import Any, cast
 
 import kopf
 
-from injector.operator_certs import wait_any
 from injector.operator_kube import MERGE_PATCH, Kube, KubeError, NotFound
-from injector.operator_lease import LeaderElector
+from injector.operator_lease import LeaderElector, wait_any
 from injector.profiles import GROUP, PLURAL, VERSION, ProfileStore
 
 log = logging.getLogger("injector.operator.profiles")
