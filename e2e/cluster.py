@@ -355,7 +355,7 @@ class ControlPlane:
             url = f"https://127.0.0.1:{port}/readyz"
             try:
                 with urllib.request.urlopen(url, timeout=5, context=context) as response:
-                    return response.status == 200
+                    return bool(response.status == 200)
             except urllib.error.HTTPError:
                 return False
 

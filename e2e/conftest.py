@@ -149,38 +149,41 @@ def injector(
     local_cluster: ClusterInfo | None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Injector]:
+    """Local mode: manifests/overlays/e2e applied (webhook URL rewritten) and the
+    Deployment's command line run here as its ServiceAccount (the operator
+    patches caBundle); without that overlay, or with SIDECAR_E2E_OPERATOR=0,
+    ``serve`` alone behind a stand-in configuration. Cluster mode: the
+    injector installed in the cluster."""
     mode = os.environ.get("SIDECAR_E2E_INJECTOR", "local" if local_cluster else "cluster")
-    local: harness.LocalInjector | None = None
+    installed: harness.Installed | None = None
     if mode == "local":
         workdir = tmp_path_factory.mktemp("injector")
-        version = kube.get("/version").expect(200)
-        minor = "".join(ch for ch in str(version["minor"]) if ch.isdigit())
-        local = harness.LocalInjector(
-            workdir,
-            os.environ.get("KUBECONFIG"),
-            free_port(),
-            ("--cluster-version", f"{version['major']}.{minor}"),
-        )
-        local.start()
-    under_test = Injector(kube, local)
-    config_name = None
+        kubeconfig = os.environ.get("KUBECONFIG")
+        overlay = harness.manifests_overlay()
+        try:
+            if overlay is not None and os.environ.get("SIDECAR_E2E_OPERATOR", "1") != "0":
+                installed = harness.install_with_operator(
+                    kube, kubectl, kubeconfig, overlay, workdir, free_port()
+                )
+            else:
+                installed = harness.install_webhook_only(kube, kubeconfig, workdir, free_port())
+            installed.injector.start()
+        except (KubeError, harness.HarnessError) as exc:
+            if installed is not None:
+                installed.injector.stop()
+            pytest.fail(f"could not start the local injector: {exc}", pytrace=False)
+    under_test = Injector(kube, installed.injector if installed else None)
     try:
-        if local is not None:
-            config, _source = harness.webhook_configuration(kubectl)
-            rewritten = harness.rewrite_for_local(config, local.url, local.tls.ca_pem)
-            harness.apply_webhook_configuration(kube, rewritten)
-            config_name = rewritten["metadata"]["name"]
         under_test.wait_ready()
     except (KubeError, harness.HarnessError) as exc:
-        tail = local.log_tail() if local else ""
-        if local is not None:
-            local.stop()
+        tail = installed.injector.log_tail() if installed else ""
+        if installed is not None:
+            installed.injector.stop()
         pytest.fail(f"the injector never admitted a probe pod: {exc}\n{tail}", pytrace=False)
     yield under_test
-    if local is not None:
-        if config_name:
-            harness.delete_webhook_configuration(kube, config_name)
-        local.stop()
+    if installed is not None:
+        harness.delete_webhook_configuration(kube, installed.webhook_configuration)
+        installed.injector.stop()
     kube.delete_namespace(under_test.probe_namespace)
 
 

@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 import yaml
 
 from e2e import pki
-from e2e.kube import Kube, wait_for
+from e2e.kube import Kube, KubeError, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "sidecar.example.io/"
@@ -76,21 +77,27 @@ def _injector_command() -> list[str]:
 
 
 class LocalInjector:
-    """``sidecar-injector serve`` on 127.0.0.1:PORT, stoppable and restartable."""
+    """``sidecar-injector ARGS`` listening on 127.0.0.1:PORT, stoppable and restartable.
+
+    ``trust`` returns the CA the injector's serving certificate chains to (None
+    while there is none yet): a fixed one, or the caBundle the operator patched.
+    """
 
     def __init__(
         self,
         workdir: Path,
-        kubeconfig: str | None,
+        args: list[str],
         port: int,
-        extra_args: tuple[str, ...] = (),
+        trust: Callable[[], bytes | None],
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
-        self.kubeconfig = kubeconfig
+        self.args = args
         self.port = port
-        self.extra_args = extra_args
-        self.tls = serving_cert(workdir)
+        self.trust = trust
+        self.env = env or {}
         self.log = workdir / "injector.log"
+        self.ca_file = workdir / "trusted-ca.crt"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,29 +105,16 @@ class LocalInjector:
         return f"https://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [
-            *_injector_command(),
-            "serve",
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--tls-cert",
-            str(self.tls.cert_file),
-            "--tls-key",
-            str(self.tls.key_file),
-            *self.extra_args,
-        ]
+        return [*_injector_command(), *self.args]
 
-    def start(self, timeout: float = 60) -> None:
-        env = dict(os.environ)
-        if self.kubeconfig:
-            env["KUBECONFIG"] = self.kubeconfig
+    def start(self, timeout: float = 90) -> None:
         with self.log.open("ab") as out:
             out.write(f"\n$ {' '.join(self.command())}\n".encode())
             out.flush()
             self.process = subprocess.Popen(
                 self.command(),
                 cwd=ROOT,
-                env=env,
+                env=dict(os.environ, **self.env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -138,10 +132,10 @@ class LocalInjector:
                     f"the injector was not healthy after {timeout}s; log {self.log}:\n"
                     f"{self.log_tail()}"
                 )
-            time.sleep(0.1)
+            time.sleep(0.2)
 
     def _context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.tls.ca_file))
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     def _get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -154,8 +148,12 @@ class LocalInjector:
 
     def _healthy(self) -> bool:
         try:
+            ca = self.trust()
+            if not ca:
+                return False
+            pki.write(self.ca_file, ca)
             return self._get("/healthz")[0] == 200
-        except (OSError, urllib.error.URLError):
+        except (OSError, urllib.error.URLError, KubeError):
             return False
 
     def metrics(self) -> str:
@@ -263,42 +261,182 @@ def manifest_documents(kubectl: str, overlay: Path) -> list[dict[str, Any]]:
 
 
 def manifests_overlay() -> Path | None:
-    for candidate in (ROOT / "manifests" / "overlays" / "e2e", ROOT / "manifests" / "base"):
-        if (candidate / "kustomization.yaml").exists():
-            return candidate
-    return None
+    candidate = ROOT / "manifests" / "overlays" / "e2e"
+    return candidate if (candidate / "kustomization.yaml").exists() else None
 
 
-def webhook_configuration(kubectl: str) -> tuple[dict[str, Any], str]:
-    """Our MutatingWebhookConfiguration and where it came from."""
-    overlay = manifests_overlay()
-    if overlay is not None:
-        for doc in manifest_documents(kubectl, overlay):
-            if doc.get("kind") == "MutatingWebhookConfiguration":
-                return doc, str(overlay.relative_to(ROOT))
-    return default_webhook_configuration(), "e2e/harness.py (no manifests yet)"
-
-
-def rewrite_for_local(config: dict[str, Any], url: str, ca_pem: bytes) -> dict[str, Any]:
-    """Every webhook calls url + its path, trusting ca_pem; nothing else changes."""
-    rewritten = yaml.safe_load(yaml.safe_dump(config))
+def rewrite_for_local(config: dict[str, Any], url: str, ca_pem: bytes | None) -> dict[str, Any]:
+    """Every webhook calls url + its path (trusting ca_pem if given; else the
+    operator patches caBundle); nothing else changes."""
+    rewritten: dict[str, Any] = yaml.safe_load(yaml.safe_dump(config))
     for metadata_key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
         rewritten["metadata"].pop(metadata_key, None)
-    bundle = base64.b64encode(ca_pem).decode()
     for webhook in rewritten["webhooks"]:
         path = webhook.get("clientConfig", {}).get("service", {}).get("path", "/mutate")
-        webhook["clientConfig"] = {"url": url + path, "caBundle": bundle}
+        webhook["clientConfig"] = {"url": url + path}
+        if ca_pem is not None:
+            webhook["clientConfig"]["caBundle"] = base64.b64encode(ca_pem).decode()
     return rewritten
 
 
+def _config_path(name: str) -> str:
+    return f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}"
+
+
 def apply_webhook_configuration(kube: Kube, config: dict[str, Any]) -> None:
-    name = config["metadata"]["name"]
-    path = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}"
-    kube.apply(path, config).expect(200, 201)
+    kube.apply(_config_path(config["metadata"]["name"]), config).expect(200, 201)
 
 
 def delete_webhook_configuration(kube: Kube, name: str) -> None:
-    kube.delete(f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}")
+    kube.delete(_config_path(name))
+
+
+def ca_bundle(kube: Kube, name: str) -> bytes | None:
+    """The caBundle of the first webhook of configuration name (None if unset)."""
+    response = kube.get(_config_path(name))
+    if response.status == 404:
+        return None
+    webhooks = response.expect(200).get("webhooks") or [{}]
+    bundle = webhooks[0].get("clientConfig", {}).get("caBundle")
+    return base64.b64decode(bundle) if bundle else None
+
+
+@dataclass
+class Installed:
+    """A local injector and the webhook configuration that sends pods to it."""
+
+    injector: LocalInjector
+    webhook_configuration: str
+    source: str  # what was installed: the overlay, or the built-in stand-in
+
+
+def _kubectl_apply(kubectl: str, kubeconfig: str | None, docs: list[dict[str, Any]]) -> None:
+    result = subprocess.run(
+        [kubectl, "apply", "--server-side", "--field-manager=sidecar-e2e", "-f", "-"],
+        input=yaml.safe_dump_all(docs),
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **({"KUBECONFIG": kubeconfig} if kubeconfig else {})),
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise HarnessError(f"kubectl apply --server-side failed: {result.stderr.strip()}")
+
+
+def _wait_established(kube: Kube, crd_names: list[str], timeout: float = 60) -> None:
+    def established() -> bool:
+        for name in crd_names:
+            crd = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            conditions = crd.expect(200).get("status", {}).get("conditions", [])
+            if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                return False
+        return True
+
+    wait_for(established, timeout, f"CRDs {crd_names} to be established")
+
+
+def service_account_kubeconfig(
+    kube: Kube, namespace: str, name: str, path: Path, seconds: int = 4 * 3600
+) -> Path:
+    """A kubeconfig that authenticates as ServiceAccount namespace/name (TokenRequest),
+    so a local process runs with exactly the RBAC our manifests grant it."""
+    token = kube.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
+        },
+    ).expect(201)["status"]["token"]
+    cluster: dict[str, Any] = {"server": kube.server}
+    if kube.configuration.ssl_ca_cert:
+        cluster["certificate-authority"] = str(kube.configuration.ssl_ca_cert)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": cluster}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
+        "current-context": "e2e",
+    }
+    return pki.write(path, yaml.safe_dump(config).encode(), secret=True)
+
+
+def install_with_operator(
+    kube: Kube, kubectl: str, kubeconfig: str | None, overlay: Path, workdir: Path, port: int
+) -> Installed:
+    """Apply the overlay server-side (webhook URL rewritten, caBundle left to the
+    operator) and run the Deployment's own command line locally as its
+    ServiceAccount, listening on 127.0.0.1:port with 127.0.0.1 in its cert."""
+    docs = manifest_documents(kubectl, overlay)
+    url = f"https://127.0.0.1:{port}"
+    deployments = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == INJECTOR_NAMESPACE
+    ]
+    configs = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+    if len(deployments) != 1 or len(configs) != 1:
+        raise HarnessError(
+            f"{overlay}: expected one Deployment {INJECTOR_NAMESPACE} and one "
+            f"MutatingWebhookConfiguration, found {len(deployments)} and {len(configs)}"
+        )
+    deployment, config = deployments[0], configs[0]
+    docs = [d for d in docs if d is not config] + [rewrite_for_local(config, url, None)]
+    first = [d for d in docs if d["kind"] in ("Namespace", "CustomResourceDefinition")]
+    _kubectl_apply(kubectl, kubeconfig, first)
+    _wait_established(
+        kube, [d["metadata"]["name"] for d in first if d["kind"] == "CustomResourceDefinition"]
+    )
+    _kubectl_apply(kubectl, kubeconfig, docs)
+
+    namespace = deployment["metadata"]["namespace"]
+    pod_spec = deployment["spec"]["template"]["spec"]
+    container = pod_spec["containers"][0]
+    args = [a for a in container.get("args", []) if not a.startswith("--listen")]
+    args += [f"--listen=127.0.0.1:{port}", "--cert-ip=127.0.0.1"]
+    sa_kubeconfig = service_account_kubeconfig(
+        kube, namespace, pod_spec.get("serviceAccountName", "default"), workdir / "kubeconfig"
+    )
+    name = config["metadata"]["name"]
+    injector = LocalInjector(
+        workdir,
+        [*container.get("command", [])[1:], *args],
+        port,
+        trust=lambda: ca_bundle(kube, name),
+        env={
+            "KUBECONFIG": str(sa_kubeconfig),
+            "POD_NAME": "local-injector",
+            "POD_NAMESPACE": namespace,
+        },
+    )
+    return Installed(injector, name, str(overlay.relative_to(ROOT)))
+
+
+def install_webhook_only(kube: Kube, kubeconfig: str | None, workdir: Path, port: int) -> Installed:
+    """No manifests: ``serve`` with a certificate made here and the webhook
+    configuration issue 5 specifies (``default_webhook_configuration``)."""
+    tls = serving_cert(workdir)
+    version = kube.get("/version").expect(200)
+    minor = "".join(ch for ch in str(version["minor"]) if ch.isdigit())
+    config = rewrite_for_local(
+        default_webhook_configuration(), f"https://127.0.0.1:{port}", tls.ca_pem
+    )
+    apply_webhook_configuration(kube, config)
+    injector = LocalInjector(
+        workdir,
+        [
+            "serve",
+            f"--listen=127.0.0.1:{port}",
+            f"--tls-cert={tls.cert_file}",
+            f"--tls-key={tls.key_file}",
+            f"--cluster-version={version['major']}.{minor}",
+            "--failure-policy=Ignore",
+        ],
+        port,
+        trust=lambda: tls.ca_pem,
+        env={"KUBECONFIG": kubeconfig} if kubeconfig else {},
+    )
+    return Installed(injector, config["metadata"]["name"], "e2e/harness.py stand-in")
 
 
 # --- probing ----------------------------------------------------------------------

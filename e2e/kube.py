@@ -77,7 +77,7 @@ def wait_for(
 class Kube:
     def __init__(self, kubeconfig: str | None = None) -> None:
         self.configuration = Configuration()
-        kube_config.load_kube_config(
+        kube_config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, client_configuration=self.configuration
         )
         cfg = self.configuration
