@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sidecar.errors import UsageError
 from sidecar.options import ArgumentParser, convert, flag, required
@@ -71,6 +72,15 @@ def parse_source(text: str) -> Source:
     raise ValueError(f"{text!r} is not {SOURCE_HELP} (NAME a lowercase DNS name)")
 
 
+def _default_file_name(source: Source) -> str:
+    """The URL's last path segment when it makes a plain file name, else ``config``."""
+    if isinstance(source, UrlSource):
+        last = urlsplit(source.url).path.rstrip("/").rpartition("/")[2]
+        if last and not last.startswith(".") and all(c.isalnum() or c in "-._" for c in last):
+            return last
+    return "config"
+
+
 def _dns_name(name: str) -> bool:
     return (
         0 < len(name) <= 253
@@ -89,7 +99,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
     add("--source", "SIDECAR_CONFIG_SOURCE", None, SOURCE_HELP)
     add("--dir", "SIDECAR_CONFIG_DIR", "/var/run/sidecar/config", "where the files go")
-    add("--file", "SIDECAR_CONFIG_FILE", "config", "URL sources: the file name of the body")
+    add(
+        "--file",
+        "SIDECAR_CONFIG_FILE",
+        None,
+        "URL sources: the file name of the body (default: the URL's last path segment)",
+    )
     add("--interval", "SIDECAR_CONFIG_INTERVAL", "30s", "URL poll interval / watch timeout")
     add("--deadline", "SIDECAR_INIT_DEADLINE", "60s", "--init gives up after this long")
     add("--reload", "SIDECAR_RELOAD", None, "how to tell the app")
@@ -114,6 +129,8 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Confi
     interval = convert(args.interval, parse_duration, "--interval", "SIDECAR_CONFIG_INTERVAL")
     if interval < 1:
         raise UsageError(f"--interval / SIDECAR_CONFIG_INTERVAL: {args.interval!r} is below 1s")
+    if args.file is None:
+        args.file = _default_file_name(source)
     if "/" in args.file or args.file.startswith(".") or not args.file:
         raise UsageError(
             f"--file / SIDECAR_CONFIG_FILE: {args.file!r} must be a plain file name "

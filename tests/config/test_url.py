@@ -76,7 +76,7 @@ def test_first_sync_then_304s_cause_no_write_and_no_reload(tmp_path, config, app
     reloads, reload_url = app
     with Agent(tmp_path, url, reload_url) as agent:
         wait_for(lambda: http_status(f"http://127.0.0.1:{agent.port}/ready") == 200, what="ready")
-        assert (agent.dir / "config").read_bytes() == b"level: info\n"
+        assert (agent.dir / "app.yaml").read_bytes() == b"level: info\n"
         generation = os.readlink(agent.dir / "..data")
         wait_for(lambda: state.not_modified >= 2, what="two conditional GETs answered 304")
         assert os.readlink(agent.dir / "..data") == generation
@@ -88,10 +88,10 @@ def test_change_writes_new_files_and_reloads_exactly_once(tmp_path, config, app)
     state, url = config
     reloads, reload_url = app
     with Agent(tmp_path, url, reload_url) as agent:
-        wait_for(lambda: (agent.dir / "config").exists(), what="first sync")
+        wait_for(lambda: (agent.dir / "app.yaml").exists(), what="first sync")
         state.set(b"level: debug\n")
         wait_for(lambda: reloads.calls == 1, what="one reload")
-        assert (agent.dir / "config").read_bytes() == b"level: debug\n"
+        assert (agent.dir / "app.yaml").read_bytes() == b"level: debug\n"
         wait_for(lambda: state.not_modified >= 2, what="more polls after the change")
         assert reloads.calls == 1
         metrics = agent.metrics()
@@ -103,12 +103,12 @@ def test_server_errors_back_off_and_keep_the_last_good_files(tmp_path, config, a
     state, url = config
     reloads, reload_url = app
     with Agent(tmp_path, url, reload_url) as agent:
-        wait_for(lambda: (agent.dir / "config").exists(), what="first sync")
+        wait_for(lambda: (agent.dir / "app.yaml").exists(), what="first sync")
         state.fail_with = 503
         before = state.requests
         wait_for(lambda: 'outcome="error"} 2' in agent.metrics(), timeout=15, what="two errors")
-        assert (agent.dir / "config").read_bytes() == b"level: info\n"
-        assert read_file_set(agent.dir) == {"config": b"level: info\n"}
+        assert (agent.dir / "app.yaml").read_bytes() == b"level: info\n"
+        assert read_file_set(agent.dir) == {"app.yaml": b"level: info\n"}
         assert [
             p.name for p in agent.dir.iterdir() if p.name.startswith(".") and not p.is_symlink()
         ].__len__() == 1  # one generation, nothing half-written
@@ -163,3 +163,15 @@ def test_reader_never_sees_a_mixed_set_across_1000_updates(tmp_path: Path) -> No
     thread.join()
     assert mixed == []
     assert syncer.changes.value() == 1001
+
+
+def test_file_name_defaults_to_the_urls_last_segment() -> None:
+    def name(url: str) -> str:
+        return load(["--source", url], environ={}).file_name
+
+    assert name("http://cfg/app/settings.yaml") == "settings.yaml"
+    assert name("http://cfg/") == "config"
+    assert name("http://cfg/app/..") == "config"
+    assert load(["--source", "http://cfg/a.yaml", "--file", "b.json"], environ={}).file_name == (
+        "b.json"
+    )
