@@ -231,6 +231,43 @@ def service_account_token(
     return str(body["status"]["token"])
 
 
+CONFIGMAP_READER: list[dict[str, object]] = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}
+]
+
+
+def service_account_dir(
+    kube: Kube,
+    access: ApiAccess,
+    namespace: str,
+    name: str,
+    directory: Path,
+    rules: list[dict[str, object]] | None = None,
+) -> dict[str, str]:
+    """What a kubelet gives a pod, for an agent run as a local process: a
+    ServiceAccount (with a Role of ``rules`` bound to it, if given), its token,
+    ``ca.crt`` and ``namespace`` files in ``directory``. Returns the agent's
+    environment (``SIDECAR_KUBE_API``, ``SIDECAR_KUBE_TOKEN_FILE``, ``SIDECAR_KUBE_CA_FILE``)."""
+    token = service_account_token(kube, namespace, name)
+    if rules is not None:
+        rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+        kube.create(f"{rbac}/roles", {"metadata": {"name": name}, "rules": rules}).expect(201)
+        binding = {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        }
+        kube.create(f"{rbac}/rolebindings", binding).expect(201)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "token").write_text(token)
+    (directory / "namespace").write_text(namespace)
+    env = {"SIDECAR_KUBE_API": access.server, "SIDECAR_KUBE_TOKEN_FILE": str(directory / "token")}
+    if access.ca_file:
+        shutil.copyfile(access.ca_file, directory / "ca.crt")
+        env["SIDECAR_KUBE_CA_FILE"] = str(directory / "ca.crt")
+    return env
+
+
 @pytest.fixture(scope="session")
 def etcd(local_cluster: ClusterInfo | None) -> Etcd:
     if local_cluster is None:

@@ -11,11 +11,18 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from e2e.conftest import ApiAccess, Etcd, service_account_token
+from e2e.conftest import (
+    CONFIGMAP_READER,
+    ApiAccess,
+    Etcd,
+    service_account_dir,
+    service_account_token,
+)
 from e2e.kube import Kube
 
 
@@ -87,6 +94,19 @@ def test_watch_from_a_compacted_revision_is_gone(kube: Kube, etcd: Etcd, namespa
         assert events[0]["object"]["code"] == 410, events[0]
     else:
         assert status == 410, events
+
+
+def test_service_account_dir_reads_configmaps_like_a_pod(
+    kube: Kube, api_access: ApiAccess, namespace: str, tmp_path: Path
+) -> None:
+    env = service_account_dir(
+        kube, api_access, namespace, "config-agent", tmp_path / "sa", CONFIGMAP_READER
+    )
+    assert (tmp_path / "sa" / "namespace").read_text() == namespace
+    token = Path(env["SIDECAR_KUBE_TOKEN_FILE"]).read_text()
+    access = ApiAccess(env["SIDECAR_KUBE_API"], env.get("SIDECAR_KUBE_CA_FILE"), token)
+    assert _get(access, token, f"/api/v1/namespaces/{namespace}/configmaps")[0] == 200
+    assert _get(access, token, f"/api/v1/namespaces/{namespace}/secrets")[0] == 403
 
 
 @pytest.mark.nodes
