@@ -18,15 +18,20 @@ version. Binaries land in ``~/.cache/sidecar-injector/bin/<name>-<version>``
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +42,11 @@ ETCD_VERSION = os.environ.get("SIDECAR_E2E_ETCD_VERSION", "v3.6.5")
 CACHE = Path(os.environ.get("SIDECAR_E2E_CACHE", Path.home() / ".cache" / "sidecar-injector"))
 BIN = CACHE / "bin"
 KUBERNETES_COMMANDS = ("kube-apiserver", "kubectl")
+# Kubernetes 1.36 needs Go >= 1.26. Without such a `go` on PATH, this toolchain
+# is fetched from the module proxy (golang.org/toolchain, checked against the
+# checksum database through the proxy), as `GOTOOLCHAIN` would.
+MIN_GO = (1, 26)
+GO_TOOLCHAIN = os.environ.get("SIDECAR_E2E_GO_TOOLCHAIN", "go1.26.8")
 
 
 class BuildError(RuntimeError):
@@ -53,13 +63,84 @@ def _go_env() -> dict[str, str]:
     return dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0")
 
 
+def _go_version(go: str) -> tuple[int, ...]:
+    result = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=False)
+    match = re.match(r"go(\d+)\.(\d+)", result.stdout.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _proxy() -> str:
+    for entry in re.split(r"[,|]", os.environ.get("GOPROXY", "") or "https://proxy.golang.org"):
+        if entry.startswith(("https://", "http://")):
+            return entry.rstrip("/")
+    return "https://proxy.golang.org"
+
+
+def _h1(archive: zipfile.ZipFile) -> str:
+    """The checksum database's h1: hash of a module zip (golang.org/x/mod dirhash.Hash1)."""
+    summary = hashlib.sha256()
+    for name in sorted(archive.namelist()):
+        digest = hashlib.sha256(archive.read(name)).hexdigest()
+        summary.update(f"{digest}  {name}\n".encode())
+    return "h1:" + base64.b64encode(summary.digest()).decode()
+
+
+def _fetch_go() -> str:
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    version = f"v0.0.1-{GO_TOOLCHAIN}.linux-{arch}"
+    root = CACHE / "go" / version
+    go = root / "bin" / "go"
+    if go.exists():
+        return str(go)
+    module = f"golang.org/toolchain@{version}"
+    _say(f"no Go >= {'.'.join(map(str, MIN_GO))} on PATH: fetching {module} from {_proxy()}")
+    lookup = f"{_proxy()}/sumdb/sum.golang.org/lookup/{module}"
+    with urllib.request.urlopen(lookup, timeout=60) as response:
+        expected = re.search(
+            rf"^golang.org/toolchain {version} (h1:\S+)$", response.read().decode(), re.M
+        )
+    if expected is None:
+        raise BuildError(f"no checksum for {module} at {lookup}")
+    zip_path = CACHE / "go" / f"{version}.zip"
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(
+        f"{_proxy()}/golang.org/toolchain/@v/{version}.zip", timeout=600
+    ) as response:
+        zip_path.write_bytes(response.read())
+    prefix = f"{module}/"
+    staging = root.with_name(root.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    with zipfile.ZipFile(zip_path) as archive:
+        if _h1(archive) != expected.group(1):
+            raise BuildError(f"{zip_path}: checksum mismatch with the checksum database")
+        for info in archive.infolist():
+            if not info.filename.startswith(prefix) or info.is_dir():
+                continue
+            target = staging / info.filename[len(prefix) :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(info))
+            target.chmod(((info.external_attr >> 16) & 0o777) or 0o644)
+    zip_path.unlink()
+    shutil.rmtree(root, ignore_errors=True)
+    staging.rename(root)
+    return str(go)
+
+
+def go_command() -> str:
+    """`go` from PATH if it is new enough, else a toolchain from the module proxy."""
+    found = shutil.which("go")
+    if found and _go_version(found) >= MIN_GO:
+        return found
+    return _fetch_go()
+
+
 def _go(args: list[str], cwd: Path, log: Path) -> None:
     command = "go " + " ".join(args)
     with log.open("ab") as out:
         out.write(f"\n$ (cd {cwd} && {command})\n".encode())
         out.flush()
         result = subprocess.run(
-            ["go", *args], cwd=cwd, env=_go_env(), stdout=out, stderr=out, check=False
+            [go_command(), *args], cwd=cwd, env=_go_env(), stdout=out, stderr=out, check=False
         )
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
@@ -68,7 +149,7 @@ def _go(args: list[str], cwd: Path, log: Path) -> None:
 
 def _upstream_go_mod(module: str, version: str, work: Path) -> str:
     result = subprocess.run(
-        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        [go_command(), "mod", "download", "-json", f"{module}@{version}"],
         cwd=work,
         env=_go_env(),
         capture_output=True,
@@ -189,11 +270,6 @@ def ensure() -> dict[str, Path]:
     names = ["etcd", *KUBERNETES_COMMANDS]
     if all(binary(name).exists() for name in names):
         return {name: binary(name) for name in names}
-    if shutil.which("go") is None:
-        raise BuildError(
-            "the local control plane is built from Go modules but `go` is not on PATH; "
-            "install Go >= 1.26 (https://go.dev/dl/) or run `make e2e` against a cluster"
-        )
     with _build_lock():
         started = time.monotonic()
         if not binary("etcd").exists():
