@@ -19,6 +19,7 @@ from injector.operator_kube import JSON_PATCH, Kube, KubeError
 
 log = logging.getLogger("injector.operator.webhookconfig")
 PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
+FIELD_MANAGER = "sidecar-injector"  # what managedFields shows as the caBundle's owner
 
 
 def bundle_patch(config: dict[str, Any], ca_bundle: bytes) -> list[dict[str, Any]]:
@@ -68,7 +69,9 @@ class WebhookConfigPatcher:
         if not ops:
             return False
         try:
-            await self.kube.request("PATCH", PATH + self.name, ops, JSON_PATCH)
+            await self.kube.request(
+                "PATCH", PATH + self.name, ops, JSON_PATCH, query={"fieldManager": FIELD_MANAGER}
+            )
         except KubeError as exc:
             if exc.status in (409, 422):  # changed under us: the next round recomputes
                 log.info("MutatingWebhookConfiguration %s changed meanwhile: %s", self.name, exc)
