@@ -86,20 +86,75 @@ def _diff(before: Any, after: Any, pointer: str, ops: list[dict[str, Any]]) -> N
                 right = {} if new is _MISSING else {key: new}
                 _extend(ops, jsonpatch.make_patch(left, right).patch, pointer)
         return
-    if (
-        isinstance(before, list)
-        and isinstance(after, list)
-        and len(before) == len(after)
-        and all(
-            old == new or (isinstance(old, dict | list) and type(old) is type(new))
-            for old, new in zip(before, after, strict=True)
-        )
-    ):
-        for index, (old, new) in enumerate(zip(before, after, strict=True)):
-            if old != new:
-                _diff(old, new, f"{pointer}/{index}", ops)
+    if isinstance(before, list) and isinstance(after, list):
+        _diff_lists(before, after, pointer, ops)
         return
     _extend(ops, jsonpatch.make_patch(before, after).patch, pointer)
+
+
+def _comparable(old: Any, new: Any) -> bool:
+    return bool(old == new or (isinstance(old, dict | list) and type(old) is type(new)))
+
+
+def _diff_lists(
+    before: list[Any], after: list[Any], pointer: str, ops: list[dict[str, Any]]
+) -> None:
+    """Items appended (classic sidecars after the app) or prepended (native
+    sidecars before the user's init containers) become adds; the items both
+    lists share are diffed in place."""
+    if _by_name(before, after, pointer, ops):
+        return
+    n, m = len(before), len(after)
+    if m >= n and all(_comparable(b, a) for b, a in zip(before, after, strict=False)):
+        for index, (old, new) in enumerate(zip(before, after, strict=False)):
+            if old != new:
+                _diff(old, new, f"{pointer}/{index}", ops)
+        _extend(ops, _reindexed(jsonpatch.make_patch([], after[n:]).patch, n), pointer)
+        return
+    if m > n and after[m - n :] == before:
+        _extend(ops, jsonpatch.make_patch([], after[: m - n]).patch, pointer)
+        return
+    _extend(ops, jsonpatch.make_patch(before, after).patch, pointer)
+
+
+def _names(items: list[Any]) -> list[str] | None:
+    names = [i.get("name") if isinstance(i, dict) else None for i in items]
+    if all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
+        return names  # type: ignore[return-value]
+    return None
+
+
+def _by_name(before: list[Any], after: list[Any], pointer: str, ops: list[dict[str, Any]]) -> bool:
+    """Lists of named items (containers, volumes, env, mounts, ports) aligned by
+    name: removed items go, kept items (in the same relative order) are diffed
+    in place, new items are added where they stand. False when that does not fit."""
+    old_names, new_names = _names(before), _names(after)
+    if old_names is None or new_names is None:
+        return False
+    kept = [n for n in new_names if n in old_names]
+    if kept != [n for n in old_names if n in new_names]:
+        return False
+    for index in reversed(range(len(before))):
+        if old_names[index] not in new_names:
+            _extend(
+                ops, _reindexed(jsonpatch.make_patch([before[index]], []).patch, index), pointer
+            )
+    current = {name: before[old_names.index(name)] for name in kept}
+    for index, (name, item) in enumerate(zip(new_names, after, strict=True)):
+        if name in current:
+            _diff(current[name], item, f"{pointer}/{index}", ops)
+        else:
+            _extend(ops, _reindexed(jsonpatch.make_patch([], [item]).patch, index), pointer)
+    return True
+
+
+def _reindexed(patch: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
+    """Adds computed against an empty list, moved to start at ``offset``."""
+    moved = []
+    for op in patch:
+        index, _, rest = op["path"][1:].partition("/")
+        moved.append({**op, "path": f"/{int(index) + offset}" + (f"/{rest}" if rest else "")})
+    return moved
 
 
 def _extend(ops: list[dict[str, Any]], patch: list[dict[str, Any]], pointer: str) -> None:
