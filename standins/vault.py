@@ -11,7 +11,9 @@ limited, 503 sealed). Endpoints:
 
 * ``POST /v1/auth/<mount>/login`` (kubernetes auth: ``{"role", "jwt"}``). The
   JWT's claims are decoded and checked against the role's bound service
-  account names and namespaces; its signature is NOT verified (no TokenReview).
+  account names and namespaces, and ``exp`` when present; its signature is
+  NOT verified (Vault would send a TokenReview to the API server; tests mint
+  unsigned tokens with ``make_jwt``).
 * ``POST /v1/auth/token/renew-self``, ``GET /v1/auth/token/lookup-self``,
   ``POST /v1/auth/token/revoke-self``.
 * KV v2: ``GET /v1/<mount>/data/<path>[?version=N]``; a soft-deleted version
@@ -20,16 +22,27 @@ limited, 503 sealed). Endpoints:
 * Dynamic database credentials: ``GET /v1/database/creds/<role>`` with a
   lease ``database/creds/<role>/<id>``.
 * ``PUT /v1/sys/leases/renew`` (``{"lease_id", "increment"}``; a renewal capped
-  by the max TTL carries a warning) and ``PUT /v1/sys/leases/revoke``.
+  by the max TTL carries a warning), ``PUT /v1/sys/leases/lookup`` and
+  ``PUT /v1/sys/leases/revoke``. As in Vault, a lease belongs to the token
+  that created it: revoking that token (``revoke-self``) or letting it expire
+  revokes the lease too. Increments are seconds or duration strings
+  (``3600``, ``"1h"``).
 
 Headers: ``X-Vault-Token``; ``X-Vault-Namespace`` is recorded and, when the
 server is given a namespace, required to match. Policies are simplified to a
 list of path prefixes per auth role.
 
-Fault injection for tests: ``sealed`` (503 everywhere), ``standby`` (429),
-``delay`` seconds before answering, ``expire_tokens()`` (every token then
-answers 403), ``stop()``/``start()`` (connection refused). The same controls
-are served under ``/_standin/`` for e2e. ``calls`` records (method, path).
+Fault injection for tests: ``sealed`` (503 everywhere), ``standby`` (429
+"node is in standby mode"), ``rate_limited`` (429 "rate limit quota
+exceeded"), ``delay`` seconds before answering, ``expire_tokens()`` (every
+token then answers 403, and its leases are gone), ``stop()``/``start()``
+(connection refused, same port). ``calls``/``timeline`` record every request
+(method, path); ``logins`` the claims of every accepted login. The same
+controls are served under ``/_standin/`` for e2e (``POST`` ``seal``,
+``unseal``, ``standby``, ``active``, ``rate-limit``, ``unlimit``,
+``expire-tokens``, ``delay`` ``{"seconds"}``, ``down`` ``{"seconds"}``,
+``kv2`` ``{"path", "data"}``, ``kv1`` ``{"path", "data"}``, ``reset-calls``;
+``GET calls``). They are not part of Vault's API.
 
 Run: ``python -m standins.vault --listen 127.0.0.1:8200 [--config FILE]``
 (FILE: JSON with ``kv2``, ``kv1``, ``database``, ``roles``, ``namespace``).
@@ -87,6 +100,7 @@ class Lease:
     expires: float
     max_expires: float
     renewable: bool
+    token: str  # the token that created it: the lease ends with it
     revoked: bool = False
 
 
@@ -116,7 +130,9 @@ class VaultStandIn:
         self.lock = threading.RLock()
         self.sealed = False
         self.standby = False
+        self.rate_limited = False
         self.delay = 0.0
+        self.logins: list[Json] = []  # claims of every accepted login
         self.calls: list[tuple[str, str]] = []
         self.timeline: list[tuple[float, str, str]] = []  # (time.time(), method, path)
         self.namespaces_seen: list[str | None] = []
@@ -181,6 +197,17 @@ class VaultStandIn:
             for token in self.state.tokens.values():
                 token.expires = 0.0
 
+    def reset_calls(self) -> None:
+        with self.lock:
+            self.calls.clear()
+            self.timeline.clear()
+            self.logins.clear()
+
+    def down_for(self, seconds: float) -> None:
+        """Refuse connections for ``seconds``, then listen on the same port again."""
+        threading.Thread(target=self.stop, daemon=True).start()
+        threading.Timer(seconds, self.start).start()
+
     def times(self, method: str, prefix: str) -> list[float]:
         with self.lock:
             return [t for t, m, p in self.timeline if m == method and p.startswith(prefix)]
@@ -192,11 +219,7 @@ class VaultStandIn:
     def active_leases(self) -> list[str]:
         now = time.time()
         with self.lock:
-            return [
-                lid
-                for lid, lease in self.state.leases.items()
-                if not lease.revoked and lease.expires > now
-            ]
+            return [lid for lid, lease in self.state.leases.items() if self._alive(lease, now)]
 
     # --- request handling --------------------------------------------------
     def handle(
@@ -208,18 +231,22 @@ class VaultStandIn:
         namespace: str | None,
         body: Json,
     ) -> tuple[int, Json]:
-        if self.delay:
-            time.sleep(self.delay)
+        if path.startswith("/_standin/"):
+            return self._admin(method, path, body)
         with self.lock:
             self.calls.append((method, path))
             self.timeline.append((time.time(), method, path))
             self.namespaces_seen.append(namespace)
-        if path.startswith("/_standin/"):
-            return self._admin(method, path, body)
+        if self.delay:
+            time.sleep(self.delay)
         if self.sealed:
             raise VaultError(503, "Vault is sealed")
         if self.standby:
             raise VaultError(429, "node is in standby mode")
+        if self.rate_limited:
+            raise VaultError(
+                429, f"request path {path[len('/v1/') :]!r}: rate limit quota exceeded"
+            )
         if not path.startswith("/v1/"):
             raise VaultError(404, f"no handler for route {path!r}")
         if self.state.namespace is not None and namespace != self.state.namespace:
@@ -234,17 +261,19 @@ class VaultStandIn:
             if route == "auth/token/renew-self" and method in ("POST", "PUT"):
                 return 200, self._renew_self(token or "", current, body)
             if route == "auth/token/revoke-self" and method in ("POST", "PUT"):
-                current.revoked = True
+                current.revoked = True  # and with it every lease it created
                 return 204, {}
             if route == "sys/leases/renew" and method in ("POST", "PUT"):
                 return 200, self._renew_lease(body)
+            if route == "sys/leases/lookup" and method in ("POST", "PUT"):
+                return 200, self._envelope(data=self._lookup_lease(body))
             if route == "sys/leases/revoke" and method in ("POST", "PUT"):
                 self._lease(str(body.get("lease_id", ""))).revoked = True
                 return 204, {}
             if method not in ("GET", "LIST"):
                 raise VaultError(405, f"unsupported operation {method} on {route}")
             self._authorize(current, route)
-            return 200, self._read(route, query)
+            return 200, self._read(route, query, token or "")
 
     def _admin(self, method: str, path: str, body: Json) -> tuple[int, Json]:
         action = path[len("/_standin/") :]
@@ -258,8 +287,18 @@ class VaultStandIn:
             self.standby = action == "standby"
         elif action == "expire-tokens":
             self.expire_tokens()
+        elif action in ("rate-limit", "unlimit"):
+            self.rate_limited = action == "rate-limit"
+        elif action == "delay":
+            self.delay = float(body.get("seconds", 0))
+        elif action == "down":
+            self.down_for(float(body.get("seconds", 1)))
+        elif action == "reset-calls":
+            self.reset_calls()
         elif action == "kv2":
             self.put_kv2(str(body["path"]), dict(body["data"]), str(body.get("mount", "secret")))
+        elif action == "kv1":
+            self.put_kv1(str(body["path"]), dict(body["data"]), str(body.get("mount", "kv")))
         else:
             raise VaultError(404, f"unknown stand-in control {action!r}")
         return 204, {}
@@ -277,10 +316,13 @@ class VaultStandIn:
         claims = _jwt_claims(str(jwt))
         sa = claims.get("kubernetes.io", {}).get("serviceaccount", {}).get("name")
         ns = claims.get("kubernetes.io", {}).get("namespace")
+        if isinstance(claims.get("exp"), int | float) and claims["exp"] <= time.time():
+            raise VaultError(403, "permission denied")  # what a failed TokenReview gives
         if not _bound(sa, role.bound_service_account_names):
             raise VaultError(403, "service account name not authorized")
         if not _bound(ns, role.bound_service_account_namespaces):
             raise VaultError(403, "namespace not authorized")
+        self.logins.append(claims)
         now = time.time()
         client_token = "hvs." + secrets.token_urlsafe(24)
         self.state.tokens[client_token] = Token(
@@ -323,11 +365,15 @@ class VaultStandIn:
             "renewable": token.renewable,
             "ttl": max(0, int(token.expires - time.time())),
             "creation_ttl": token.ttl,
+            "issue_time": _now(token.issued),
+            "expire_time": _now(token.expires),
+            "explicit_max_ttl": 0,
+            "type": "service",
             "meta": {"role": token.role},
         }
 
     def _renew_self(self, value: str, token: Token, body: Json) -> Json:
-        increment = int(body.get("increment") or token.ttl)
+        increment = _seconds(str(body.get("increment") or "")) or token.ttl
         now = time.time()
         new_expiry = min(now + increment, token.max_expires)
         token.expires = new_expiry
@@ -344,17 +390,33 @@ class VaultStandIn:
             },
         )
 
+    def _alive(self, lease: Lease, now: float) -> bool:
+        owner = self.state.tokens.get(lease.token)
+        owner_alive = owner is not None and not owner.revoked and owner.expires > now
+        return not lease.revoked and lease.expires > now and owner_alive
+
     def _lease(self, lease_id: str) -> Lease:
+        if not lease_id:
+            raise VaultError(400, "missing lease ID")
         lease = self.state.leases.get(lease_id)
-        if lease is None or lease.revoked or lease.expires <= time.time():
-            raise VaultError(400, "lease not found or lease is not renewable")
+        if lease is None or not self._alive(lease, time.time()):
+            raise VaultError(400, "lease not found")
         return lease
+
+    def _lookup_lease(self, body: Json) -> Json:
+        lease = self._lease(str(body.get("lease_id", "")))
+        return {
+            "id": lease.lease_id,
+            "renewable": lease.renewable,
+            "ttl": max(0, int(lease.expires - time.time())),
+            "expire_time": _now(lease.expires),
+        }
 
     def _renew_lease(self, body: Json) -> Json:
         lease = self._lease(str(body.get("lease_id", "")))
         if not lease.renewable:
             raise VaultError(400, "lease is not renewable")
-        increment = int(body.get("increment") or lease.ttl)
+        increment = _seconds(str(body.get("increment") or "")) or lease.ttl
         now = time.time()
         lease.expires = min(now + increment, lease.max_expires)
         duration = int(lease.expires - now)
@@ -378,10 +440,10 @@ class VaultStandIn:
         if not any(route.startswith(prefix) for prefix in token.policies):
             raise VaultError(403, "permission denied")
 
-    def _read(self, route: str, query: dict[str, list[str]]) -> Json:
+    def _read(self, route: str, query: dict[str, list[str]], token: str) -> Json:
         mount, _, rest = route.partition("/")
         if mount == "database" and rest.startswith("creds/"):
-            return self._creds(rest[len("creds/") :])
+            return self._creds(rest[len("creds/") :], token)
         if mount in self.state.kv2 and rest.startswith("data/"):
             return self._kv2(mount, rest[len("data/") :], query)
         if mount in self.state.kv1:
@@ -411,14 +473,19 @@ class VaultStandIn:
             raise _NotFoundWithBody(self._envelope(data={"data": None, "metadata": metadata}))
         return self._envelope(data={"data": dict(version["data"]), "metadata": metadata})
 
-    def _creds(self, name: str) -> Json:
+    def _creds(self, name: str, token: str) -> Json:
         role = self.state.database.get(name)
         if role is None:
             raise VaultError(400, f"unknown role: {name}")
         now = time.time()
         lease_id = f"database/creds/{name}/{secrets.token_urlsafe(16)}"
         self.state.leases[lease_id] = Lease(
-            lease_id, role.default_ttl, now + role.default_ttl, now + role.max_ttl, role.renewable
+            lease_id,
+            role.default_ttl,
+            now + role.default_ttl,
+            now + role.max_ttl,
+            role.renewable,
+            token,
         )
         data = {
             "username": f"v-k8s-{name}-{secrets.token_hex(4)}",
@@ -456,19 +523,22 @@ class _NotFoundWithBody(VaultError):
 
 
 def _seconds(text: str) -> int:
-    """Vault's duration strings for a KV v1 ``ttl`` key: 3600, 10s, 30m, 1h."""
+    """Vault's duration strings (a KV v1 ``ttl`` key, an ``increment``): 3600, 10s, 30m, 1h."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text or 0)
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text or 0)
+    except ValueError:
+        raise VaultError(400, f"invalid duration {text!r}") from None
 
 
 def _bound(value: object, allowed: list[str]) -> bool:
     return "*" in allowed or value in allowed
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+def _now(at: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime(at))
 
 
 def _jwt_claims(jwt: str) -> Json:
@@ -558,7 +628,8 @@ def main() -> None:
         for name, role in config.get("database", {}).items():
             vault.add_database_role(name, **role)
         for name, role in config.get("roles", {}).items():
-            vault.add_role(name, role["sa_names"], role["sa_namespaces"], role["policies"])
+            extra = {k: role[k] for k in ("token_ttl", "token_max_ttl") if k in role}
+            vault.add_role(name, role["sa_names"], role["sa_namespaces"], role["policies"], **extra)
         vault.state.namespace = config.get("namespace")
     print(f"vault stand-in listening on {vault.addr}", flush=True)
     threading.Event().wait()

@@ -10,9 +10,13 @@ changed). What happens next depends on what Vault answered:
 * a lease that cannot be renewed: re-fetched at about 85% of its duration;
 * no lease (KV v1/v2): re-read every ``kv_interval``.
 
-A 403 on any call means the token went bad: log in once more and retry once;
-a second 403 is "permission denied for path X". The app is told once per
-round in which some file really changed (never for unchanged re-reads).
+A 403 on a read is either a token gone bad or a policy that does not cover
+the path: ``lookup-self`` tells which. A bad token means one more login and
+one retry; a second 403, or a good token, is "permission denied for path X".
+Vault revokes the leases a token created when the token ends, so after a new
+login every leased secret is fetched anew under the new token (the way Vault
+Agent re-renders on re-authentication). The app is told once per round in
+which some file really changed (never for unchanged re-reads).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from sidecar.secrets.auth import Auth
 from sidecar.secrets.settings import SecretSpec, SecretsSettings
 from sidecar.secrets.state import Handoff, LeaseState
 from sidecar.secrets.templates import render
-from sidecar.secrets.vault import Denied, Json, Rejected, VaultClient, VaultError
+from sidecar.secrets.vault import Denied, Json, NotFound, Rejected, VaultClient, VaultError
 
 RENEW_SHARE = 2 / 3
 REFETCH_SHARE = 0.85
@@ -47,6 +51,7 @@ class Tracked:
     rendered: bool = False
     failures: int = 0
     error: str = ""
+    orphaned_for: str = ""  # the token ref under which this lease was found orphaned
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=1.0, maximum=60.0))
 
 
@@ -90,9 +95,12 @@ class Agent:
     # --- one secret ----------------------------------------------------------
     def fetch(self, item: Tracked) -> bool:
         spec = item.spec
-        answer = self._authorized(
-            lambda token: self.client.call("GET", spec.path, token=token), spec.path
-        )
+        try:
+            answer = self._authorized(
+                lambda token: self.client.call("GET", spec.path, token=token), spec.path
+            )
+        except NotFound as exc:
+            raise NotFound(_not_found(spec.path, exc.document), 404) from None
         data = _secret_data(answer)
         try:
             content = render(spec, data)
@@ -115,6 +123,7 @@ class Agent:
                 now,
                 bool(answer.get("renewable")),
                 digest=hashlib.sha256(content).hexdigest(),
+                token_ref=self.auth.ref,
             )
             share = RENEW_SHARE if item.lease.renewable else REFETCH_SHARE
             item.due = now + duration * share
@@ -146,14 +155,21 @@ class Agent:
         self.auth.renewals.inc(kind="lease")
         now = time.time()
         capped = granted < lease.duration or bool(answer.get("warnings"))
-        item.lease = LeaseState(lease.lease_id, granted, now, lease.renewable, capped, lease.digest)
+        item.lease = LeaseState(
+            lease.lease_id, granted, now, lease.renewable, capped, lease.digest, lease.token_ref
+        )
         item.due = now + granted * (REFETCH_SHARE if capped else RENEW_SHARE)
         self.log.info("lease renewed", secret=item.spec.name, ttl=int(granted), capped=capped)
         return False
 
     def act(self, item: Tracked) -> bool:
         lease = item.lease
-        if lease is not None and lease.renewable and not lease.capped:
+        if (
+            lease is not None
+            and lease.renewable
+            and not lease.capped
+            and lease.token_ref == self.auth.ref
+        ):
             return self.renew(item)
         return self.fetch(item)
 
@@ -161,21 +177,35 @@ class Agent:
         try:
             result: Json = request(self.auth.current())
             return result
-        except Denied:
+        except Denied as exc:
+            if self.auth.valid():  # the token is good: the policy refuses this path
+                raise self._denied(path, exc) from None
             self.relogins.inc()
             self.log.info("token refused; logging in again", path=path)
             self.auth.login()
         try:
             result = request(self.auth.current())
         except Denied as exc:
-            raise Denied(
-                f"permission denied for path {path} (role {self.settings.role!r}): {exc}", 403
-            ) from exc
+            raise self._denied(path, exc) from None
         return result
+
+    def _denied(self, path: str, exc: Denied) -> Denied:
+        return Denied(
+            f"permission denied for path {path}: role {self.settings.role!r} has no policy "
+            f"that allows it ({exc})",
+            403,
+        )
 
     # --- init: everything once -------------------------------------------------
     def render_all(self, deadline: Deadline, stop: StopEvent) -> None:
         self.prepare()
+        self.client.deadline = deadline
+        try:
+            self._render_all(deadline, stop)
+        finally:
+            self.client.deadline = None
+
+    def _render_all(self, deadline: Deadline, stop: StopEvent) -> None:
         backoff = Backoff(initial=0.2, maximum=5.0)
         pending = list(self.tracked)
         while True:
@@ -187,11 +217,9 @@ class Agent:
                 except SourceError as exc:
                     item.error = str(exc)
                     self.fetches.inc(outcome="error")
-                    if (
-                        isinstance(exc, VaultError)
-                        and exc.status in (400, 403)
-                        and "login" in str(exc)
-                    ):
+                    if isinstance(exc, VaultError) and exc.during_login:
+                        for other in pending:
+                            other.error = item.error
                         break  # the same login failure awaits every secret
                 else:
                     item.rendered = True
@@ -242,12 +270,20 @@ class Agent:
     def tick(self, stop: StopEvent) -> float:
         """Do what is due; return seconds until the next thing is due."""
         now = time.time()
-        token = self.auth.token
-        if token is not None and token.due <= now:
+        if self.auth.due <= now:
             try:
                 self.auth.maintain()
             except SidecarError as exc:
-                self.log.warning("token renewal failed", error=str(exc))
+                self.log.warning(
+                    "token renewal failed", error=str(exc), retry_in=round(self.auth.due - now, 2)
+                )
+        ref = self.auth.ref
+        for item in self.tracked:
+            lease = item.lease
+            if lease is not None and ref and ref not in (lease.token_ref, item.orphaned_for):
+                item.orphaned_for = ref  # its token is gone or going: so is the lease
+                item.due = now
+                self.log.info("new token; fetching leased secret anew", secret=item.spec.name)
         changed = False
         for item in self.tracked:
             if item.due > now:
@@ -271,9 +307,25 @@ class Agent:
         if changed and self.notifier is not None:
             self.notifier.notify(stop)
         dues = [item.due for item in self.tracked]
-        if self.auth.token is not None:
-            dues.append(self.auth.token.due)
+        dues.append(self.auth.due)
         return max(0.05, min(dues) - time.time())
+
+
+def _not_found(path: str, document: Json) -> str:
+    data = document.get("data")
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    if isinstance(metadata, dict) and (metadata.get("deletion_time") or metadata.get("destroyed")):
+        how = (
+            "destroyed" if metadata.get("destroyed") else f"deleted at {metadata['deletion_time']}"
+        )
+        return (
+            f"secret at {path}: version {metadata.get('version')} was {how}; write a new "
+            "version or read an older one with ?version=N"
+        )
+    return (
+        f"no secret at {path} (404); check the path (KV v2 reads look like "
+        "secret/data/NAME, KV v1 kv/NAME, dynamic database/creds/ROLE)"
+    )
 
 
 def _secret_data(answer: Json) -> dict[str, Any]:

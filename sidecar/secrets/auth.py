@@ -3,19 +3,32 @@
 The JWT file is read on every login (projected tokens rotate). The client
 token is renewed with ``renew-self`` at about 2/3 of its TTL; when Vault caps
 a renewal (max TTL reached) or the token is not renewable, the agent logs in
-afresh at about 85% of what is left. ``Denied`` on any call means the token
-is no longer good: the caller logs in once more and retries once.
+afresh at about 85% of what is left. A failed renewal is retried with
+jittered back-off, never in a tight loop.
+
+``Denied`` on a call means either that the token went bad or that the
+role's policies do not cover the path; ``valid()`` (``lookup-self``) tells
+the two apart, so the caller logs in again only for the first, once.
+
+Every token gets a ``ref`` (a short digest, not the token): Vault revokes the
+leases a token created when that token ends, so leases are tagged with the
+ref of the token that obtained them and fetched anew under a new token.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar.errors import SourceError
+from sidecar.backoff import Backoff
+from sidecar.errors import SidecarError, SourceError
 from sidecar.metrics import Registry
-from sidecar.secrets.vault import Denied, Json, Rejected, VaultClient
+from sidecar.secrets.vault import Denied, Json, Rejected, Unavailable, VaultClient, VaultError
+
+RENEW_SHARE = 2 / 3
+REPLACE_SHARE = 0.85
 
 
 @dataclass
@@ -31,8 +44,12 @@ class Token:
         """When to act on this token (wall clock)."""
         if self.ttl <= 0:
             return float("inf")
-        share = 0.85 if self.relogin or not self.renewable else 2 / 3
+        share = REPLACE_SHARE if self.relogin or not self.renewable else RENEW_SHARE
         return self.issued + self.ttl * share
+
+    @property
+    def ref(self) -> str:
+        return token_ref(self.value)
 
     def to_json(self) -> Json:
         return {
@@ -54,6 +71,10 @@ class Token:
         )
 
 
+def token_ref(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
 class Auth:
     def __init__(
         self, client: VaultClient, mount: str, role: str, jwt_file: Path, registry: Registry
@@ -63,6 +84,8 @@ class Auth:
         self.role = role
         self.jwt_file = jwt_file
         self.token: Token | None = None
+        self.retry_at = 0.0  # after a failed renewal or login: not before then
+        self.backoff = Backoff(initial=1.0, maximum=60.0)
         self.logins = registry.counter("secrets_logins_total", "Vault logins")
         self.renewals = registry.counter(
             "secrets_renewals_total", "Renewals by kind (token or lease)", ("kind",)
@@ -81,12 +104,22 @@ class Auth:
                 "POST", f"auth/{self.mount}/login", body={"role": self.role, "jwt": jwt}
             )
         except Rejected as exc:
-            raise Rejected(f"role {self.role!r} rejected by auth/{self.mount}: {exc}") from exc
+            error: VaultError = Rejected(
+                f"role {self.role!r} rejected by auth/{self.mount}: {exc}", exc.status
+            )
+            error.during_login = True
+            raise error from None
         except Denied as exc:
-            raise Denied(
+            error = Denied(
                 f"login as role {self.role!r} denied at auth/{self.mount}: {exc} "
-                "(check the role's bound service accounts and namespaces)"
-            ) from exc
+                "(check the role's bound service accounts and namespaces)",
+                exc.status,
+            )
+            error.during_login = True
+            raise error from None
+        except VaultError as exc:
+            exc.during_login = True
+            raise
         auth = answer.get("auth") or {}
         if not auth.get("client_token"):
             raise SourceError(f"auth/{self.mount}/login answered without a client token")
@@ -105,12 +138,36 @@ class Auth:
         assert self.token is not None
         return self.token.value
 
+    @property
+    def ref(self) -> str:
+        return self.token.ref if self.token is not None else ""
+
+    @property
+    def due(self) -> float:
+        """When ``maintain()`` should next run (wall clock); no token: log in now."""
+        if self.token is None:
+            return self.retry_at
+        return max(self.token.due, self.retry_at)
+
+    def valid(self) -> bool:
+        """Whether Vault still takes the current token (``lookup-self``)."""
+        if self.token is None:
+            return False
+        try:
+            self.client.call("GET", "auth/token/lookup-self", token=self.token.value)
+        except Denied:
+            return False
+        return True
+
     def adopt(self, token: Token) -> bool:
-        """Reuse a handed-off token if Vault still takes it."""
+        """Reuse a handed-off token if Vault still takes it (or cannot say now)."""
         try:
             info = self.client.call("GET", "auth/token/lookup-self", token=token.value)
         except Denied:
             return False
+        except Unavailable:
+            self.token = token  # checked on first use; a 403 then means log in again
+            return True
         data = info.get("data") or {}
         self.token = Token(
             token.value,
@@ -122,7 +179,16 @@ class Auth:
         return True
 
     def maintain(self) -> None:
-        """Renew or replace the token; call when ``token.due`` has passed."""
+        """Renew or replace the token; call when ``due`` has passed."""
+        try:
+            self._maintain()
+        except SidecarError:
+            self.retry_at = time.time() + self.backoff.next()
+            raise
+        self.backoff.reset()
+        self.retry_at = 0.0
+
+    def _maintain(self) -> None:
         token = self.token
         if token is None or token.relogin or not token.renewable:
             self.login()
@@ -134,8 +200,8 @@ class Auth:
                 token=token.value,
                 body={"increment": f"{int(token.ttl)}s"},
             )
-        except Denied:
-            self.login()
+        except (Denied, Rejected):
+            self.login()  # expired, revoked or no longer renewable
             return
         auth = answer.get("auth") or {}
         granted = float(auth.get("lease_duration") or 0)

@@ -28,6 +28,7 @@ class LeaseState:
     renewable: bool
     capped: bool = False
     digest: str = ""
+    token_ref: str = ""  # digest of the token that obtained it (see auth.token_ref)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -52,6 +53,8 @@ def load(directory: Path) -> Handoff:
         document = json.loads((directory / STATE_FILE).read_text())
         token = Token.from_json(document["token"]) if document.get("token") else None
         leases = {name: LeaseState(**lease) for name, lease in document["leases"].items()}
+        if any(not isinstance(lease.lease_id, str) for lease in leases.values()):
+            raise TypeError("lease_id")
     except (OSError, ValueError, KeyError, TypeError):
         return Handoff()
     return Handoff(token, leases)

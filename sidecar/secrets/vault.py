@@ -6,6 +6,9 @@ token: log in again), 404 ``NotFound``, 400 ``Rejected`` (don't retry the
 same request), and ``Unavailable`` for what is worth retrying with back-off
 (connection refused or reset, timeouts, 429 standby/rate limited, 503
 sealed, other 5xx). Messages name the path and never a token or a value.
+
+While ``deadline`` is set (``--init``), no call waits past it: a Vault that
+accepts connections but never answers cannot hold the init container.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sidecar.backoff import Deadline
 from sidecar.errors import RetryableSourceError, SourceError
 
 Json = dict[str, Any]
 
 
 class VaultError(SourceError):
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, document: Json | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.document = document or {}  # Vault's answer, e.g. a deleted KV v2 version
+        self.during_login = False  # set by auth: the same failure awaits every secret
 
 
 class Denied(VaultError):
@@ -55,6 +61,7 @@ class VaultClient:
         self.addr = addr
         self.namespace = namespace
         self.timeout = timeout
+        self.deadline: Deadline | None = None
         parts = urlsplit(addr)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "127.0.0.1"
@@ -71,12 +78,15 @@ class VaultClient:
         self, method: str, path: str, token: str | None = None, body: Json | None = None
     ) -> Json:
         conn: http.client.HTTPConnection
+        timeout = self.timeout
+        if self.deadline is not None:
+            timeout = max(0.05, min(timeout, self.deadline.remaining()))
         if self._https:
             conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=self._context
+                self._host, self._port, timeout=timeout, context=self._context
             )
         else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         headers = {"X-Vault-Request": "true", "Content-Type": "application/json"}
         if token:
             headers["X-Vault-Token"] = token
@@ -106,9 +116,9 @@ class VaultClient:
         errors = "; ".join(str(e) for e in document.get("errors") or []) or f"HTTP {status}"
         message = f"{where}: {status} {errors}"
         if status == 403:
-            raise Denied(message, status)
+            raise Denied(message, status, document)
         if status == 404:
-            raise NotFound(message, status)
+            raise NotFound(message, status, document)
         if status in (400, 405):
-            raise Rejected(message, status)
-        raise Unavailable(message, status)
+            raise Rejected(message, status, document)
+        raise Unavailable(message, status, document)
