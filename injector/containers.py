@@ -27,6 +27,10 @@ VOLUME_STATE = "sidecar-secrets-state"
 VOLUME_TOKEN = "sidecar-vault-token"  # noqa: S105
 VOLUME_CONFIG = "sidecar-config"
 
+# The classic proxy's postStart hook (docs/runtime.md): holds the app until the
+# proxy's /ready answers 200, or fails the container after the timeout.
+WAIT_READY = ["sidecar", "proxy", "--wait-ready", "--wait-timeout", "60s"]
+
 PORT_NAMES = {"outbound": "sidecar-out", "inbound": "sidecar-in", "agent": "sidecar-agent"}
 
 
@@ -114,9 +118,7 @@ def proxy_container(plan: Plan, spec: RoleSpec) -> dict[str, Any]:
     else:
         # The kubelet starts containers in order and waits for each postStart
         # hook: with the proxy first, the app starts once the proxy is ready.
-        container["lifecycle"] = {
-            "postStart": {"exec": {"command": ["sidecar", "proxy", "--wait-ready"]}}
-        }
+        container["lifecycle"] = {"postStart": {"exec": {"command": WAIT_READY}}}
     return container
 
 

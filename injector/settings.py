@@ -54,7 +54,7 @@ class Resources:
 
 DEFAULT_RESOURCES: Mapping[str, Resources] = MappingProxyType(
     {
-        "proxy": Resources("100m", "1", "64Mi", "256Mi"),
+        "proxy": Resources("100m", "1", "128Mi", "256Mi"),
         "secrets": Resources("10m", "100m", "32Mi", "64Mi"),
         "config": Resources("10m", "100m", "32Mi", "64Mi"),
     }
