@@ -45,3 +45,7 @@ class UnknownProfile(InjectionDenied):
 
 class BadReview(InjectorError):
     """The AdmissionReview itself is malformed (HTTP 400)."""
+
+
+# The name the design notes use for "an annotation value that denies the pod".
+AnnotationError = InvalidAnnotation
