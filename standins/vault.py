@@ -377,9 +377,9 @@ class VaultStandIn:
         now = time.time()
         new_expiry = min(now + increment, token.max_expires)
         token.expires = new_expiry
-        duration = int(new_expiry - now)
+        duration = round(new_expiry - now)
         capped = f"TTL of {increment}s exceeded the effective max_ttl; TTL value is capped"
-        warnings = [capped] if duration < increment else None
+        warnings = [capped] if now + increment > token.max_expires else None
         return self._envelope(
             warnings=warnings,
             auth={
@@ -419,12 +419,12 @@ class VaultStandIn:
         increment = _seconds(str(body.get("increment") or "")) or lease.ttl
         now = time.time()
         lease.expires = min(now + increment, lease.max_expires)
-        duration = int(lease.expires - now)
+        duration = round(lease.expires - now)
         capped = (
             f"TTL of {increment}s exceeded the effective max_ttl of {duration}s; "
             "TTL value is capped"
         )
-        warnings = [capped] if duration < increment else None
+        warnings = [capped] if now + increment > lease.max_expires else None
         return {
             "request_id": str(uuid.uuid4()),
             "lease_id": lease.lease_id,
@@ -550,8 +550,10 @@ def _jwt_claims(jwt: str) -> Json:
     return claims
 
 
-def make_jwt(service_account: str, namespace: str) -> str:
-    """An unsigned service-account-shaped JWT, for tests (the stand-in reads claims only)."""
+def make_jwt(service_account: str, namespace: str, **extra: Any) -> str:
+    """An unsigned service-account-shaped JWT, for tests (the stand-in reads claims only).
+
+    ``extra`` adds claims, e.g. ``exp`` or ``jti``."""
 
     def part(obj: Json) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
@@ -564,6 +566,7 @@ def make_jwt(service_account: str, namespace: str) -> str:
             "namespace": namespace,
             "serviceaccount": {"name": service_account, "uid": "1"},
         },
+        **extra,
     }
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
 

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import json
+import threading
+import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from sidecar.lifecycle import StopEvent
+from sidecar.secrets.main import run
+from sidecar.secrets.settings import load
 from standins.vault import VaultStandIn, make_jwt
+from tests.support import free_port, http_status, wait_for
 
 
 @pytest.fixture
@@ -49,3 +56,66 @@ def args(
         "error",
         *extra,
     ]
+
+
+class ReloadApp:
+    """The app's reload endpoint: counts POSTs."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                app.calls += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/-/reload"
+
+
+@pytest.fixture
+def app() -> Iterator[ReloadApp]:
+    reload_app = ReloadApp()
+    yield reload_app
+    reload_app.server.shutdown()
+
+
+class Refresher:
+    """``sidecar secrets`` (no ``--init``) in a thread, stopped on exit."""
+
+    def __init__(self, argv: list[str], wait_ready: bool = True) -> None:
+        self.port = free_port()
+        self.settings = load([*argv, "--agent-addr", f"127.0.0.1:{self.port}"], environ={})
+        self.stop = StopEvent()
+        self.wait_ready = wait_ready
+        self.thread = threading.Thread(target=run, args=(self.settings, self.stop), daemon=True)
+
+    def __enter__(self) -> Refresher:
+        self.thread.start()
+        wait_for(
+            lambda: http_status(f"http://127.0.0.1:{self.port}/healthz") == 200,
+            timeout=15,
+            what="refresher serving",
+        )
+        if self.wait_ready:
+            wait_for(lambda: self.ready() == 200, timeout=15, what="refresher ready")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+    def ready(self) -> int:
+        return http_status(f"http://127.0.0.1:{self.port}/ready")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text: str = r.read().decode()
+            return text

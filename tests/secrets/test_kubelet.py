@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from standins.vault import VaultStandIn
 from tests import kubelet
+from tests.support import free_port, http_status, wait_for
 
 ok, why = kubelet.available()
 pytestmark = pytest.mark.skipif(not ok, reason=why)
@@ -26,27 +29,36 @@ READ_AND_TRY_WRITE = (
 )
 
 
-def _init(pod: kubelet.Pod, vault: VaultStandIn, jwt_file: Path, extra: dict[str, str]):
+AGENT_MOUNTS = [
+    kubelet.Mount("sidecar-secrets", "/var/run/secrets/sidecar"),
+    kubelet.Mount("sidecar-secrets-state", "/var/run/sidecar/state"),
+    kubelet.Mount("token", "/var/run/sidecar/token", read_only=True),
+]
+
+
+def _env(vault: VaultStandIn, extra: dict[str, str]) -> dict[str, str]:
+    return {
+        "SIDECAR_VAULT_ADDR": vault.addr,
+        "SIDECAR_VAULT_ROLE": "app",
+        "SIDECAR_SECRETS": json.dumps(SPEC),
+        **extra,
+    }
+
+
+def _init(
+    pod: kubelet.Pod, vault: VaultStandIn, jwt_file: Path, extra: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     pod.volume("token").joinpath("token").write_text(jwt_file.read_text())
     return pod.run(
         [*kubelet.SIDECAR_IMAGE_COMMAND, "secrets", "--init"],
         user=1337,
         group=1337,
-        mounts=[
-            kubelet.Mount("sidecar-secrets", "/var/run/secrets/sidecar"),
-            kubelet.Mount("sidecar-secrets-state", "/var/run/sidecar/state"),
-            kubelet.Mount("token", "/var/run/sidecar/token", read_only=True),
-        ],
-        env={
-            "SIDECAR_VAULT_ADDR": vault.addr,
-            "SIDECAR_VAULT_ROLE": "app",
-            "SIDECAR_SECRETS": json.dumps(SPEC),
-            **extra,
-        },
+        mounts=AGENT_MOUNTS,
+        env=_env(vault, extra),
     )
 
 
-def _app(pod: kubelet.Pod, read_only: bool):
+def _app(pod: kubelet.Pod, read_only: bool) -> subprocess.CompletedProcess[str]:
     return pod.run(
         [sys.executable, "-c", READ_AND_TRY_WRITE],
         user=1000,
@@ -83,3 +95,36 @@ def test_without_fs_group_the_file_is_world_readable_only(
         app = _app(pod, read_only=True)
         assert app.stdout.splitlines()[-1] in ("refused 13", "refused 30")
         assert app.stdout.splitlines()[0] == "api_key: k-123"
+
+
+def test_refresher_takes_over_and_rewrites_for_the_app(
+    tmp_path: Path, vault: VaultStandIn, jwt_file: Path
+) -> None:
+    """Init, then the refresher as the same user: it adopts the hand-off on the
+    read-only root, rewrites the file when Vault changes, and exits 0 on SIGTERM."""
+    extra = {"SIDECAR_FILE_GROUP": "2000", "SIDECAR_KV_INTERVAL": "1s"}
+    with kubelet.Pod(tmp_path / "pod", fs_group=2000) as pod:
+        assert _init(pod, vault, jwt_file, extra).returncode == 0
+        port = free_port()
+        refresher = pod.start(
+            [*kubelet.SIDECAR_IMAGE_COMMAND, "secrets"],
+            user=1337,
+            group=1337,
+            mounts=AGENT_MOUNTS,
+            env=_env(vault, {**extra, "SIDECAR_AGENT_ADDR": f"127.0.0.1:{port}"}),
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, timeout=15)
+            vault.put_kv2("app/config", {"api_key": "k-456", "region": "eu"})
+            written = pod.volume("sidecar-secrets") / "config"
+            wait_for(lambda: b"k-456" in written.read_bytes(), what="the new version written")
+            st = written.stat()
+            assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1337, 2000, 0o440)
+            app = _app(pod, read_only=True)
+            assert app.stdout.splitlines()[0] == "api_key: k-456"
+            assert vault.count("POST", "/v1/auth/kubernetes/login") == 1  # token handed off
+        finally:
+            refresher.send_signal(signal.SIGTERM)
+            _, err = refresher.communicate(timeout=15)
+        assert refresher.returncode == 0, err.decode()

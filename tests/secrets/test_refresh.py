@@ -5,74 +5,20 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
 
 import pytest
 
-from sidecar.files import write_atomic
+from sidecar.backoff import Deadline
 from sidecar.lifecycle import StopEvent
-from sidecar.secrets.main import run
+from sidecar.log import Logger
+from sidecar.metrics import Registry
+from sidecar.secrets.main import build, run
 from sidecar.secrets.settings import load
 from standins.vault import VaultStandIn
-from tests.secrets.conftest import args
-from tests.support import free_port, http_status, wait_for
-
-
-class ReloadApp:
-    def __init__(self) -> None:
-        self.calls = 0
-        app = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: object) -> None:
-                return
-
-            def do_POST(self) -> None:
-                app.calls += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/-/reload"
-
-
-@pytest.fixture
-def app() -> Iterator[ReloadApp]:
-    reload_app = ReloadApp()
-    yield reload_app
-    reload_app.server.shutdown()
-
-
-class Refresher:
-    def __init__(self, argv: list[str], capsys_stream: StringIO | None = None) -> None:
-        self.port = free_port()
-        self.settings = load([*argv, "--agent-addr", f"127.0.0.1:{self.port}"], environ={})
-        self.stop = StopEvent()
-        self.thread = threading.Thread(target=run, args=(self.settings, self.stop), daemon=True)
-
-    def __enter__(self) -> Refresher:
-        self.thread.start()
-        wait_for(
-            lambda: http_status(f"http://127.0.0.1:{self.port}/ready") == 200,
-            timeout=15,
-            what="refresher ready",
-        )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            return r.read().decode()
+from tests.secrets.conftest import Refresher, ReloadApp, args
+from tests.support import wait_for
 
 
 def test_renewable_lease_is_renewed_at_two_thirds(
@@ -180,27 +126,42 @@ def test_tokens_and_values_never_reach_the_log(
     assert jwt_file.read_text() not in logged
 
 
-def test_reader_never_sees_a_partial_secret_across_1000_rewrites(tmp_path: Path) -> None:
-    target = tmp_path / "secret"
-    values = [json.dumps({"password": str(i) * 2000}).encode() for i in range(1000)]
-    write_atomic(target, values[0])
+def test_reader_never_sees_a_partial_secret_across_1000_rewrites(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    """1,000 changes fetched and written by the agent while another thread reads."""
+    spec = [{"name": "big", "path": "secret/data/app/big", "template": "json", "mode": "0440"}]
+    vault.put_kv2("app/big", {"password": "0" * 4000})
+    settings = load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={})
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+    agent.render_all(Deadline.after(10), StopEvent())
+    target = tmp_path / "secrets" / "big"
     stop = threading.Event()
-    bad: list[int] = []
+    reads: list[int] = []
+    bad: list[str] = []
 
     def reader() -> None:
         while not stop.is_set():
-            content = target.read_bytes()
             try:
-                json.loads(content)
-            except ValueError:
-                bad.append(len(content))
+                content = target.read_bytes()
+                mode = os.stat(target).st_mode & 0o777
+                value = json.loads(content)["password"]
+            except (OSError, ValueError, KeyError) as exc:
+                bad.append(repr(exc))
+                continue
+            if len(value) != 4000 or len(set(value)) != 1 or mode != 0o440:
+                bad.append(f"{len(value)} chars, mode {mode:o}")
+            reads.append(int(value[0]))
 
     thread = threading.Thread(target=reader)
     thread.start()
-    for value in values[1:]:
-        write_atomic(target, value, mode=0o440)
-    stop.set()
-    thread.join()
+    try:
+        for i in range(1, 1001):
+            vault.put_kv2("app/big", {"password": str(i % 10) * 4000})
+            assert agent.fetch(agent.tracked[0]) is True
+    finally:
+        stop.set()
+        thread.join()
     assert bad == []
-    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
-    assert os.stat(target).st_mode & 0o777 == 0o440
+    assert len(set(reads)) > 1  # the reader really saw the rewrites
+    assert sorted(p.name for p in target.parent.iterdir()) == ["big"]  # no temp files left

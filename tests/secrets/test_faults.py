@@ -1,0 +1,216 @@
+"""The secrets agent when Vault misbehaves: expiry, caps, seals, slowness, outages."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import threading
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+
+from sidecar.backoff import Deadline
+from sidecar.errors import SourceError
+from sidecar.lifecycle import StopEvent
+from sidecar.log import Logger
+from sidecar.metrics import Registry
+from sidecar.secrets.main import build
+from sidecar.secrets.settings import load
+from standins.vault import VaultStandIn, make_jwt
+from tests.secrets.conftest import Refresher, ReloadApp, args
+from tests.support import wait_for
+
+SIDECAR = [sys.executable, "-m", "sidecar", "secrets"]
+KV = {"name": "config", "path": "secret/data/app/config"}
+DB = {"name": "db", "path": "database/creds/app"}
+
+
+def test_token_renewed_at_two_thirds_then_replaced_when_capped(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, app: ReloadApp
+) -> None:
+    vault.add_role("app", ["app"], ["shop"], ["database/creds/"], token_ttl=3, token_max_ttl=6)
+    vault.add_database_role("app", default_ttl=600, max_ttl=6000)
+    argv = args(vault, jwt_file, tmp_path, [DB], "--reload", app.url)
+    with Refresher(argv) as agent:
+        creds = (tmp_path / "secrets" / "db").read_text()
+        wait_for(
+            lambda: vault.count("POST", "/v1/auth/kubernetes/login") >= 2,
+            timeout=15,
+            what="a new login once renewals are capped",
+        )
+        first_login, second_login = vault.times("POST", "/v1/auth/kubernetes/login")[:2]
+        renewals = vault.times("POST", "/v1/auth/token/renew-self")
+        assert 1.5 <= renewals[0] - first_login <= 2.7  # 2/3 of 3 s
+        assert second_login - first_login < 6  # before the first token's max TTL
+        # The leases of the first token end with it: the credentials are fetched
+        # anew under the new token, and the app is told once.
+        wait_for(lambda: vault.count("GET", "/v1/database/creds/app") == 2, what="re-fetch")
+        assert vault.times("GET", "/v1/database/creds/app")[1] >= second_login
+        wait_for(lambda: app.calls == 1, what="one reload for the new credentials")
+        assert (tmp_path / "secrets" / "db").read_text() != creds
+        assert 'sidecar_secrets_renewals_total{kind="token"}' in agent.metrics()
+    assert vault.count("PUT", "/v1/sys/leases/renew") == 0  # never renewed a dead lease
+
+
+def test_expired_token_relogs_in_once_and_refetches_leased_secrets(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, app: ReloadApp
+) -> None:
+    vault.add_database_role("app", default_ttl=600, max_ttl=6000)
+    argv = args(vault, jwt_file, tmp_path, [KV, DB], "--kv-interval", "1s", "--reload", app.url)
+    with Refresher(argv) as agent:
+        lease = vault.active_leases()
+        vault.expire_tokens()  # Vault revokes the lease with the token
+        assert vault.active_leases() == []
+        wait_for(lambda: vault.count("GET", "/v1/database/creds/app") == 2, what="re-fetch")
+        wait_for(lambda: app.calls == 1, what="one reload")
+        assert vault.count("POST", "/v1/auth/kubernetes/login") == 2
+        assert "sidecar_secrets_relogins_total 1" in agent.metrics()
+        assert vault.active_leases() != lease
+        assert len(vault.active_leases()) == 1
+
+
+def test_jwt_is_read_again_for_every_login(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    jwt_file.write_text(make_jwt("app", "shop", jti="first"))
+    argv = args(vault, jwt_file, tmp_path, [KV], "--kv-interval", "1s")
+    with Refresher(argv):
+        jwt_file.write_text(make_jwt("app", "shop", jti="rotated"))  # the kubelet rotates it
+        vault.expire_tokens()
+        wait_for(lambda: len(vault.logins) == 2, what="a second login")
+    assert [claims["jti"] for claims in vault.logins] == ["first", "rotated"]
+
+
+def test_policy_denial_is_not_mistaken_for_a_bad_token(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    denied = {"name": "other", "path": "secret/data/other/thing"}
+    argv = args(vault, jwt_file, tmp_path, [KV, denied], "--log-level", "warning")
+    with Refresher(argv, wait_ready=False) as agent:
+        wait_for(
+            lambda: vault.count("GET", "/v1/secret/data/other/thing") >= 3,
+            timeout=15,
+            what="three refused reads",
+        )
+        assert agent.ready() == 503  # not every secret is there
+        assert (tmp_path / "secrets" / "config").exists()
+        assert vault.count("POST", "/v1/auth/kubernetes/login") == 1
+        assert "sidecar_secrets_relogins_total 0" in agent.metrics()
+        reads = vault.times("GET", "/v1/secret/data/other/thing")
+        assert reads[2] - reads[1] > reads[1] - reads[0] >= 0.7  # backing off
+    logged = capfd.readouterr().err
+    assert "permission denied for path secret/data/other/thing: role 'app'" in logged
+
+
+def test_sealed_vault_is_retried_with_backoff_not_hammered(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    vault.add_role("app", ["app"], ["shop"], ["secret/data/app/"], token_ttl=3, token_max_ttl=600)
+    argv = args(vault, jwt_file, tmp_path, [KV], "--kv-interval", "1s")
+    with Refresher(argv) as agent:
+        vault.reset_calls()
+        vault.sealed = True  # the token's renewal (due at 2 s) and the reads fail
+        wait_for(
+            lambda: vault.count("GET", "/v1/secret/data/app/config") >= 3,
+            timeout=15,
+            what="three refused reads",
+        )
+        reads = vault.times("GET", "/v1/secret/data/app/config")
+        assert reads[2] - reads[1] > reads[1] - reads[0] >= 0.7
+        wait_for(lambda: vault.count("POST", "/v1/auth/token/renew-self") >= 1, what="renewal")
+        assert vault.count("POST", "/v1/auth/") <= 4  # renewal retries are spaced too
+        vault.sealed = False
+        wait_for(
+            lambda: vault.count("POST", "/v1/auth/token/renew-self") >= 2,
+            timeout=15,
+            what="a renewal once unsealed",
+        )
+        before = len(vault.calls)
+        wait_for(lambda: len(vault.calls) >= before + 1, what="recovered reads")
+        assert agent.ready() == 200
+        assert 'sidecar_secrets_fetches_total{outcome="error"}' in agent.metrics()
+
+
+def test_init_retries_sealed_and_rate_limited_vault_with_growing_backoff(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    vault.sealed = True
+    settings = load(args(vault, jwt_file, tmp_path, [KV], "--init"), environ={})
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+
+    def clear_faults() -> None:
+        wait_for(lambda: vault.count("POST", "/v1/auth/") >= 3, what="three sealed answers")
+        vault.sealed, vault.rate_limited = False, True
+        wait_for(lambda: vault.count("POST", "/v1/auth/") >= 4, what="a rate-limited answer")
+        vault.rate_limited = False
+
+    helper = threading.Thread(target=clear_faults)
+    helper.start()
+    agent.render_all(Deadline.after(30), StopEvent())
+    helper.join()
+    assert (tmp_path / "secrets" / "config").exists()
+    tries = vault.times("POST", "/v1/auth/kubernetes/login")
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    assert len(gaps) >= 4
+    assert gaps[0] >= 0.15  # jittered 0.2 s, then doubling
+    assert gaps[0] < gaps[1] < gaps[2] < gaps[3]
+
+
+def test_init_gives_up_on_a_slow_vault_at_its_deadline(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    vault.delay = 30.0
+    started = time.monotonic()
+    result = subprocess.run(
+        [*SIDECAR, "--init", "--deadline", "1s", *args(vault, jwt_file, tmp_path, [KV])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    vault.delay = 0.0
+    assert result.returncode == 1
+    assert elapsed < 5  # the deadline bounds each call too, not only the retries
+    last = result.stderr.strip().splitlines()[-1]
+    assert "unreachable (POST auth/kubernetes/login): timed out" in last
+
+
+def test_init_waits_for_vault_to_come_up(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    vault.stop()  # connection refused
+    argv = args(vault, jwt_file, tmp_path, [KV])
+    argv[argv.index("--log-level") + 1] = "warning"
+    process = subprocess.Popen(
+        [*SIDECAR, "--init", "--deadline", "30s", *argv], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "secrets not ready; retrying" in line
+        assert "Connection refused" in line
+        vault.start()
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.wait()
+    assert (tmp_path / "secrets" / "config").read_text() == "api_key: k-123\nregion: eu\n"
+
+
+def test_deleted_and_missing_secrets_are_named(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    vault.delete_kv2("app/config")
+    settings = load(args(vault, jwt_file, tmp_path, [KV], "--init"), environ={})
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+    with pytest.raises(SourceError, match=r"secret/data/app/config: version 1 was deleted at "):
+        agent.render_all(Deadline.after(0.3), StopEvent())
+    missing = [{"name": "m", "path": "secret/data/app/missing"}]
+    settings = load(args(vault, jwt_file, tmp_path, missing, "--init"), environ={})
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+    with pytest.raises(SourceError, match=r"no secret at secret/data/app/missing \(404\)"):
+        agent.render_all(Deadline.after(0.3), StopEvent())
