@@ -156,6 +156,7 @@ def injector(
     injector installed in the cluster."""
     mode = os.environ.get("SIDECAR_E2E_INJECTOR", "local" if local_cluster else "cluster")
     installed: harness.Installed | None = None
+    problem = None
     if mode == "local":
         workdir = tmp_path_factory.mktemp("injector")
         kubeconfig = os.environ.get("KUBECONFIG")
@@ -169,17 +170,25 @@ def injector(
                 installed = harness.install_webhook_only(kube, kubeconfig, workdir, free_port())
             installed.injector.start()
         except (KubeError, harness.HarnessError) as exc:
-            if installed is not None:
-                installed.injector.stop()
-            pytest.fail(f"could not start the local injector: {exc}", pytrace=False)
+            problem = f"could not start the local injector: {exc}"
+    elif harness.ca_bundle(kube, harness.WEBHOOK_CONFIGURATION) is None:
+        problem = (
+            f"this cluster has no MutatingWebhookConfiguration {harness.WEBHOOK_CONFIGURATION} "
+            "with a caBundle: install the injector first (`make e2e-kind` does: kind cluster, "
+            "images, kubectl apply -k manifests/overlays/e2e), or run `make e2e-local`"
+        )
     under_test = Injector(kube, installed.injector if installed else None)
-    try:
-        under_test.wait_ready()
-    except (KubeError, harness.HarnessError) as exc:
-        tail = installed.injector.log_tail() if installed else ""
+    if problem is None:
+        try:
+            under_test.wait_ready()
+        except (KubeError, harness.HarnessError) as exc:
+            tail = installed.injector.log_tail() if installed else ""
+            problem = f"the injector never admitted a probe pod: {exc}\n{tail}"
+    if problem is not None:
         if installed is not None:
             installed.injector.stop()
-        pytest.fail(f"the injector never admitted a probe pod: {exc}\n{tail}", pytrace=False)
+        kube.delete_namespace(under_test.probe_namespace)
+        pytest.fail(problem, pytrace=False)
     yield under_test
     if installed is not None:
         harness.delete_webhook_configuration(kube, installed.webhook_configuration)
@@ -198,13 +207,16 @@ def namespace(kube: Kube) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def api_access(kube: Kube, local_cluster: ClusterInfo | None) -> ApiAccess:
     """URL + CA + an admin bearer token. Local control plane: the static token
-    (``--token-auth-file``); elsewhere: the kubeconfig's token, if it has one."""
+    (``--token-auth-file``); elsewhere: the kubeconfig's token, or "" when it
+    authenticates otherwise (then use ``service_account_token``)."""
     if local_cluster is not None:
         return ApiAccess(local_cluster.server, local_cluster.ca_file, local_cluster.token)
     token = kube.configuration.get_api_key_with_prefix("authorization") or ""
-    if not token.startswith("Bearer "):
-        pytest.skip("the kubeconfig has no bearer token; use service_account_token()")
-    return ApiAccess(kube.server, kube.configuration.ssl_ca_cert, token.removeprefix("Bearer "))
+    return ApiAccess(
+        kube.server,
+        kube.configuration.ssl_ca_cert,
+        token.removeprefix("Bearer ") if token.startswith("Bearer ") else "",
+    )
 
 
 def service_account_token(

@@ -39,6 +39,8 @@ def _get(access: ApiAccess, token: str, path: str) -> tuple[int, Any]:
 
 
 def test_api_access_token_lists_configmaps(api_access: ApiAccess, namespace: str) -> None:
+    if not api_access.token:
+        pytest.skip("the kubeconfig authenticates without a bearer token")
     status, body = _get(api_access, api_access.token, f"/api/v1/namespaces/{namespace}/configmaps")
     assert status == 200, body
     assert body["kind"] == "ConfigMapList"
