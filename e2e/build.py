@@ -37,8 +37,8 @@ from pathlib import Path
 
 KUBERNETES_VERSION = os.environ.get("SIDECAR_E2E_KUBERNETES_VERSION", "v1.36.4")
 # The etcd server release matching the etcd client modules of that Kubernetes
-# release (k8s.io/kubernetes v1.36.x requires go.etcd.io/etcd/client/v3 v3.6.x).
-ETCD_VERSION = os.environ.get("SIDECAR_E2E_ETCD_VERSION", "v3.6.5")
+# release (k8s.io/kubernetes v1.36.4 requires go.etcd.io/etcd/client/v3 v3.6.8).
+ETCD_VERSION = os.environ.get("SIDECAR_E2E_ETCD_VERSION", "v3.6.8")
 CACHE = Path(os.environ.get("SIDECAR_E2E_CACHE", Path.home() / ".cache" / "sidecar-injector"))
 BIN = CACHE / "bin"
 KUBERNETES_COMMANDS = ("kube-apiserver", "kubectl")
