@@ -45,6 +45,7 @@ THROUGHPUT_A = Goal(">= 60% of /healthz", "ratio_min", 0.60)
 THROUGHPUT_B = Goal(">= 90% of /healthz", "ratio_min", 0.90)
 P99_A = Goal("p99 <= 5 ms", "max", 5.0)
 ROLES = ("proxy", "secrets", "config")
+NAGLE_MS = 35.0  # a no-op answering this slowly when idle is waiting for a delayed ACK
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,13 @@ def _measures(
                 else "",
             )
         )
+    nagle = ""
+    if (calm["c"].p50_ms or 0) >= NAGLE_MS:
+        nagle = (
+            f"/healthz takes {calm['c'].p50_ms:.0f} ms at a low rate: the signature of Nagle's "
+            "algorithm meeting delayed ACKs (TCP_NODELAY not set on the accepted sockets; "
+            "asyncio sets it only for sockets created with proto IPPROTO_TCP)"
+        )
     for key in ("c", "a", "b"):
         r = calm[key]
         for pct, value, goal in (
@@ -283,7 +291,9 @@ def _measures(
                     baseline_label=None if key == "c" else "/healthz",
                     compare="delta",
                     goal=goal,
-                    note=f"{r.errors} errors" if r.errors else "",
+                    note=f"{r.errors} errors"
+                    if r.errors
+                    else (nagle if key == "c" and pct == "p50" else ""),
                 )
             )
     return out
