@@ -60,7 +60,7 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 Json = dict[str, Any]
 
@@ -589,7 +589,7 @@ def _handler(vault: VaultStandIn) -> type[BaseHTTPRequestHandler]:
                     raise VaultError(400, "request body must be a JSON object")
                 status, answer = vault.handle(
                     self.command,
-                    url.path,
+                    unquote(url.path),
                     parse_qs(url.query),
                     self.headers.get("X-Vault-Token"),
                     self.headers.get("X-Vault-Namespace"),

@@ -22,6 +22,7 @@ which some file really changed (never for unchanged re-reads).
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,14 @@ class Agent:
                     f"{directory}: {exc.strerror}; it must be a writable volume (the "
                     "injector mounts one there)"
                 ) from exc
+        group = self.settings.file_group
+        if group is not None and os.geteuid() != 0 and group not in _own_groups():
+            raise OutputError(
+                f"SIDECAR_FILE_GROUP {group}: the agent (uid {os.geteuid()}, groups "
+                f"{', '.join(map(str, sorted(_own_groups())))}) is not in that group, so it "
+                "cannot give the files to it; set the pod's securityContext.fsGroup to it "
+                "(the kubelet adds every container to that group) or unset SIDECAR_FILE_GROUP"
+            )
 
     # --- one secret ----------------------------------------------------------
     def fetch(self, item: Tracked) -> bool:
@@ -309,6 +318,10 @@ class Agent:
         dues = [item.due for item in self.tracked]
         dues.append(self.auth.due)
         return max(0.05, min(dues) - time.time())
+
+
+def _own_groups() -> set[int]:
+    return {os.getegid(), *os.getgroups()}
 
 
 def _not_found(path: str, document: Json) -> str:

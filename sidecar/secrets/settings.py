@@ -17,7 +17,8 @@ from sidecar.units import parse_address, parse_bool, parse_duration
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _NAME = re.compile(r"^[a-zA-Z0-9][-._a-zA-Z0-9]{0,252}$")
-_PATH = re.compile(r"^[a-zA-Z0-9][-._/a-zA-Z0-9]*(\?version=[0-9]+)?$")
+# What the injector accepts (injector.model._SECRET_PATH), plus a KV v2 ``?version=N``.
+_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@=+\-/]*(\?version=[0-9]+)?$")
 SECRETS_HELP = (
     'a JSON list such as [{"name": "db", "path": "database/creds/app", '
     '"template": "json", "mode": "0440"}]'
@@ -77,7 +78,7 @@ def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
         name, path = item["name"], item["path"].strip("/")
         if not _NAME.match(name) or name.startswith(".."):
             raise ValueError(f"secret name {name!r} cannot be a file name (letters, digits, -._)")
-        if not _PATH.match(path):
+        if not _PATH.match(path) or ".." in path.split("?")[0].split("/"):
             raise ValueError(
                 f"secret {name}: path {item['path']!r} is not a Vault API path "
                 "such as secret/data/app or database/creds/app"

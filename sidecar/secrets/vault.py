@@ -18,7 +18,7 @@ import json
 import ssl
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from sidecar.backoff import Deadline
 from sidecar.errors import RetryableSourceError, SourceError
@@ -95,7 +95,9 @@ class VaultClient:
         data = json.dumps(body).encode() if body is not None else None
         where = f"{method} {path}"
         try:
-            conn.request(method, f"{self._prefix}/v1/{path}", body=data, headers=headers)
+            route, mark, query = path.partition("?")
+            target = f"{self._prefix}/v1/{quote(route, safe='/')}{mark}{query}"
+            conn.request(method, target, body=data, headers=headers)
             response = conn.getresponse()
             raw = response.read()
         except (OSError, http.client.HTTPException) as exc:

@@ -103,7 +103,6 @@ def test_missing_template_key_names_it(vault: VaultStandIn, jwt_file: Path, tmp_
 
 
 def test_vault_down_fails_within_the_deadline(jwt_file: Path, tmp_path: Path) -> None:
-    dead = VaultStandIn.__new__(VaultStandIn)  # only for its addr format
     addr = f"http://127.0.0.1:{free_port()}"
     spec = [{"name": "c", "path": "secret/data/app/config"}]
     started = time.monotonic()
@@ -136,7 +135,6 @@ def test_vault_down_fails_within_the_deadline(jwt_file: Path, tmp_path: Path) ->
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("sidecar secrets: secrets not rendered by the deadline (c): ")
     assert f"Vault at {addr} unreachable" in last
-    del dead
 
 
 def test_role_rejected_and_permission_denied_are_named(
@@ -195,4 +193,28 @@ def test_bad_secret_specs_are_usage_errors(value: str, message: str) -> None:
     from sidecar.errors import UsageError
 
     with pytest.raises(UsageError, match=message):
+        load(["--vault-addr", "http://v:8200", "--role", "r", "--secrets", value], environ={})
+
+
+def test_paths_the_injector_accepts_and_versions_are_read(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    vault.put_kv2("app/team@eu=1+2", {"k": "first"})
+    vault.put_kv2("app/team@eu=1+2", {"k": "second"})
+    spec = [
+        {"name": "latest", "path": "secret/data/app/team@eu=1+2"},
+        {"name": "pinned", "path": "/secret/data/app/team@eu=1+2?version=1"},
+    ]
+    settings = load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={})
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+    agent.render_all(Deadline.after(5), StopEvent())
+    assert (tmp_path / "secrets" / "latest").read_text() == "k: second\n"
+    assert (tmp_path / "secrets" / "pinned").read_text() == "k: first\n"
+
+
+def test_parent_segments_are_refused() -> None:
+    from sidecar.errors import UsageError
+
+    value = '[{"name": "a", "path": "secret/data/../sys/x"}]'
+    with pytest.raises(UsageError, match="is not a Vault API path"):
         load(["--vault-addr", "http://v:8200", "--role", "r", "--secrets", value], environ={})

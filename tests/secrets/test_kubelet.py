@@ -128,3 +128,15 @@ def test_refresher_takes_over_and_rewrites_for_the_app(
             refresher.send_signal(signal.SIGTERM)
             _, err = refresher.communicate(timeout=15)
         assert refresher.returncode == 0, err.decode()
+
+
+def test_a_file_group_without_fs_group_is_refused_with_the_fix(
+    tmp_path: Path, vault: VaultStandIn, jwt_file: Path
+) -> None:
+    with kubelet.Pod(tmp_path / "pod") as pod:  # no fsGroup: the agent is not in group 2000
+        init = _init(pod, vault, jwt_file, {"SIDECAR_FILE_GROUP": "2000"})
+        assert init.returncode == 1
+        last = init.stderr.strip().splitlines()[-1]
+        assert "SIDECAR_FILE_GROUP 2000: the agent (uid 1337, groups 1337) is not in" in last
+        assert "securityContext.fsGroup" in last
+        assert not (pod.volume("sidecar-secrets") / "config").exists()
