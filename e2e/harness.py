@@ -192,6 +192,22 @@ def metric_sum(text: str, name: str) -> float:
     return sum(float(value) for value in pattern.findall(text))
 
 
+def webhook_calls(kube: Kube, webhook: str) -> float:
+    """How many times the API server called webhook, by its own metrics
+    (``apiserver_admission_webhook_request_total``; one API server's count)."""
+    response = kube.request("GET", "/metrics", timeout=30)
+    if response.status != 200:
+        raise HarnessError(f"GET /metrics of the API server answered {response.status}")
+    text = str(response.body.get("message", ""))
+    pattern = re.compile(
+        r'^apiserver_admission_webhook_request_total\{[^}]*name="'
+        + re.escape(webhook)
+        + r'"[^}]*\} (\S+)$',
+        re.M,
+    )
+    return sum(float(value) for value in pattern.findall(text))
+
+
 # --- the webhook configuration --------------------------------------------------
 
 
