@@ -542,11 +542,16 @@ def run(command: list[str]) -> int:
             started = time.monotonic()
             info = plane.start()
             _say(f"control plane up in {time.monotonic() - started:.1f}s at {info.server}")
-            child = subprocess.Popen(
-                command,
-                env=dict(os.environ, **info.env()),
-                preexec_fn=_terminate_with_parent,  # noqa: PLW1509
-            )
+            try:
+                child = subprocess.Popen(
+                    command,
+                    env=dict(os.environ, **info.env()),
+                    preexec_fn=_terminate_with_parent,  # noqa: PLW1509
+                )
+            except OSError as exc:
+                _say(f"cannot run {command[0]!r}: {exc}")
+                returncode = 127
+                return returncode
             returncode = child.wait()
             child = None
         finally:
