@@ -40,6 +40,9 @@ class Syncer:
         self.last_success = registry.gauge(
             "config_last_success_timestamp_seconds", "When the source was last read successfully"
         )
+        self.relists = registry.counter(
+            "config_relists_total", "Lists after the first (410 Gone or a broken watch)"
+        )
         self.missing = registry.gauge(
             "config_source_missing", "1 while the ConfigMap/Secret does not exist"
         )
@@ -99,6 +102,8 @@ def run_object(source: ObjectSource, syncer: Syncer, stop: StopEvent) -> None:
     while not stop.is_set():
         try:
             for event in source.events(stop):
+                if event.relisted:
+                    syncer.relists.inc()
                 syncer.apply(event.files)
                 backoff.reset()
                 if stop.is_set():
