@@ -178,3 +178,52 @@ def test_without_rbac_the_init_fails_clearly(
     assert result.returncode == 1
     assert "403" in result.stderr
     assert "needs get, list and watch" in result.stderr
+
+
+def test_rbac_can_be_narrowed_to_the_one_configmap(
+    kube: Kube, api_access: ApiAccess, namespace: str, tmp_path: Path
+) -> None:
+    """The README's claim: list/watch with fieldSelector=metadata.name=NAME are
+    authorized against resourceNames, so a Role can name just that ConfigMap."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.create(path, configmap("app-config", {"a": "1"})).expect(201)
+    kube.create(path, configmap("other", {"b": "2"})).expect(201)
+    rules: list[dict[str, object]] = [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["app-config"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    env = service_account_dir(kube, api_access, namespace, "narrow", tmp_path / "sa", rules)
+
+    def init(source: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sidecar",
+                "config",
+                "--init",
+                "--source",
+                source,
+                "--namespace",
+                namespace,
+                "--dir",
+                str(tmp_path / source.replace(":", "-")),
+                "--deadline",
+                "3s",
+            ],
+            env={"PATH": "/usr/bin:/bin", **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    allowed = init("configmap:app-config")
+    assert allowed.returncode == 0, allowed.stderr
+    denied = init("configmap:other")
+    assert denied.returncode == 1
+    assert "403" in denied.stderr
