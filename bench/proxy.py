@@ -48,7 +48,7 @@ class Plan:
     warmup: float
 
 
-FULL = Plan(seconds=8, rate_seconds=6, rounds=2, warmup=1)
+FULL = Plan(seconds=5, rate_seconds=4, rounds=3, warmup=1)
 QUICK = Plan(seconds=3, rate_seconds=3, rounds=1, warmup=1)
 
 

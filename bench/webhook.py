@@ -56,7 +56,7 @@ class Plan:
     warmup: float
 
 
-FULL = Plan(seconds=6, rate_seconds=6, rounds=2, warmup=2)
+FULL = Plan(seconds=4, rate_seconds=4, rounds=3, warmup=2)
 QUICK = Plan(seconds=3, rate_seconds=3, rounds=1, warmup=1)
 
 
@@ -261,7 +261,7 @@ def _measures(
                 baseline=None if key == "c" else base_cpu,
                 baseline_label=None if key == "c" else "/healthz",
                 note="user+system CPU of the server process during the 16-concurrent run, "
-                "per answer: barely moved by other work on the machine"
+                "per answer: less moved than throughput by other work on the machine"
                 if key == "c"
                 else "",
             )

@@ -1,0 +1,166 @@
+"""Where a review's time goes: ``python -m bench.profiling [--server] [--seconds N]``.
+
+Without ``--server``: each stage of ``/mutate`` in-process on the bench's
+reviews (``bench.pods``), best of 5 ``timeit`` runs, no profiler overhead:
+``json.loads``, ``parse_review``, ``render``, ``make_patch``, ``to_json``,
+and the whole handler. With ``--server``: ``sidecar-injector serve`` runs under
+pyinstrument (sampling; ``pip install pyinstrument``) or, without it, cProfile,
+while ``hey -c 16`` posts case (a) for ``--seconds``; the profile is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import timeit
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import pods, tools
+from bench.processes import free_port, http_status, wait_until
+
+# Runs in the server process: the CLI under a profiler, the report written on exit.
+WRAPPER = """
+import sys
+mode, out, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+from injector.cli import main
+if mode == "pyinstrument":
+    from pyinstrument import Profiler
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+    finally:
+        profiler.stop()
+        with open(out, "w") as f:
+            f.write(profiler.output_text(unicode=False, color=False))
+else:
+    import cProfile, pstats
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+    finally:
+        profiler.disable()
+        with open(out, "w") as f:
+            stats = pstats.Stats(profiler, stream=f)
+            stats.sort_stats("cumulative").print_stats("injector|json|jsonpatch", 40)
+"""
+
+
+def stages() -> list[tuple[str, str, float]]:
+    """(case, stage, microseconds per call) for every stage of the handler."""
+    from injector.model import NamespaceInfo  # noqa: PLC0415
+    from injector.patch import make_patch  # noqa: PLC0415
+    from injector.render import render  # noqa: PLC0415
+    from injector.review import admit, parse_review  # noqa: PLC0415
+    from injector.settings import Settings  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "injector.yaml"
+        config.write_text(yaml.safe_dump(pods.SERVE_CONFIG))
+        settings = Settings.load(config)
+    namespace = NamespaceInfo(pods.NAMESPACE)
+    rows: list[tuple[str, str, float]] = []
+
+    def time_it(case: str, stage: str, fn: Callable[[], Any], number: int = 1000) -> None:
+        best = min(timeit.repeat(fn, number=number, repeat=5)) / number
+        rows.append((case, stage, best * 1e6))
+
+    for case, annotated in (("a", True), ("b", False)):
+        body = pods.review_bytes(annotated)
+        review = parse_review(body)
+        assert review.pod is not None
+        pod = review.pod
+        outcome = admit(review, settings, namespace)
+        time_it(case, "json.loads", partial(json.loads, body))
+        time_it(case, "parse_review (json.loads + checks)", partial(parse_review, body))
+        if annotated:
+            rendered = render(pod, namespace, settings).pod
+            time_it(case, "render", partial(render, pod, namespace, settings))
+            time_it(case, "make_patch", partial(make_patch, pod, rendered))
+        time_it(case, "admit (render + make_patch)", partial(admit, review, settings, namespace))
+        time_it(case, "Outcome.to_json", outcome.to_json)
+
+        def whole(body: bytes = body) -> bytes:
+            return admit(parse_review(body), settings, namespace).to_json()
+
+        time_it(case, "whole handler: parse + admit + to_json", whole)
+    return rows
+
+
+def profile_server(seconds: float) -> str:
+    """The server's profile while ``hey -c 16`` posts case (a) for ``seconds``."""
+    hey = tools.ensure(["hey"])["hey"]
+    try:
+        import pyinstrument  # noqa: F401, PLC0415
+
+        mode = "pyinstrument"
+    except ImportError:
+        mode = "cprofile"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "injector.yaml").write_text(yaml.safe_dump(pods.SERVE_CONFIG))
+        body = root / "a.json"
+        body.write_bytes(pods.review_bytes(True))
+        ca, out, port = root / "ca.crt", root / "profile.txt", free_port()
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-c", WRAPPER, mode, str(out)),
+                *("serve", f"--listen=127.0.0.1:{port}", f"--config={root / 'injector.yaml'}"),
+                *(f"--ca-out={ca}", "--log-level=warning"),
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(lambda: ca.exists() and ca.stat().st_size > 0, 30, "the server's CA")
+            context = ssl.create_default_context(cafile=str(ca))
+            url = f"https://127.0.0.1:{port}"
+            wait_until(
+                lambda: http_status(url + "/healthz", context=context) == 200, 30, "/healthz"
+            )
+            result = tools.hey(
+                hey,
+                url + "/mutate",
+                seconds=seconds,
+                concurrency=16,
+                method="POST",
+                body_file=str(body),
+                content_type="application/json",
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        head = f"{mode}: {result.ok} reviews in {result.seconds:.1f} s under the profiler\n"
+        return head + out.read_text()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profiling", description=__doc__)
+    parser.add_argument("--server", action="store_true", help="profile the running server")
+    parser.add_argument("--seconds", type=float, default=5.0, help="load time with --server [5]")
+    args = parser.parse_args(argv)
+    if args.server:
+        print(profile_server(args.seconds))
+        return 0
+    rows = stages()
+    for case, stage, micros in rows:
+        print(f"({case}) {stage:42s} {micros:8.1f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
