@@ -26,16 +26,18 @@ class Goal:
     """A target from the issue: ``kind`` says what is compared with ``limit``.
 
     ``ratio_min``: value / baseline >= limit; ``max``: value <= limit;
-    ``delta_max``: value - baseline <= limit.
+    ``min``: value >= limit; ``delta_max``: value - baseline <= limit.
     """
 
     text: str
-    kind: Literal["ratio_min", "max", "delta_max"]
+    kind: Literal["ratio_min", "max", "min", "delta_max"]
     limit: float
 
     def met(self, value: float, baseline: float | None) -> bool | None:
         if self.kind == "max":
             return value <= self.limit
+        if self.kind == "min":
+            return value >= self.limit
         if baseline is None or (self.kind == "ratio_min" and baseline <= 0):
             return None
         if self.kind == "ratio_min":

@@ -121,6 +121,7 @@ def test_goals_compare_ratio_maximum_and_added_latency() -> None:
     assert ratio.met(650, 1000) is True
     assert ratio.met(550, 1000) is False
     assert Goal("<= 30 MiB", "max", 30).met(31, None) is False
+    assert Goal(">= 2,000/s", "min", 2000).met(1500, None) is False
     added = Goal("<= +1 ms", "delta_max", 1.0)
     assert added.met(2.4, 1.5) is True
     assert added.met(2.6, 1.5) is False
