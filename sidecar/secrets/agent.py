@@ -260,13 +260,17 @@ class Agent:
         if handoff.token is not None and self.auth.adopt(handoff.token):
             self.log.info("reusing the init container's token")
         for item in self.tracked:
-            lease = handoff.leases.get(item.spec.name)
             path = self.settings.secrets_dir / item.spec.name
-            if lease is not None and path.exists():
+            if not path.exists():
+                continue  # fetched on the first tick
+            # Rendered by the init container (or before a restart): the app can
+            # read it, so the refresher is ready while it re-reads KV secrets.
+            item.rendered = True
+            lease = handoff.leases.get(item.spec.name)
+            if lease is not None:
                 item.lease = lease
                 share = REFETCH_SHARE if lease.capped or not lease.renewable else RENEW_SHARE
                 item.due = lease.issued + lease.duration * share
-                item.rendered = True
 
     def handoff(self) -> Handoff:
         leases = {i.spec.name: i.lease for i in self.tracked if i.lease is not None}

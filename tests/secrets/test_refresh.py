@@ -165,3 +165,25 @@ def test_reader_never_sees_a_partial_secret_across_1000_rewrites(
     assert bad == []
     assert len(set(reads)) > 1  # the reader really saw the rewrites
     assert sorted(p.name for p in target.parent.iterdir()) == ["big"]  # no temp files left
+
+
+def test_refresher_is_ready_on_the_init_files_while_vault_is_down(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    spec = [{"name": "config", "path": "secret/data/app/config"}]
+    assert run(load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={}), StopEvent()) == 0
+    vault.stop()
+    with Refresher(args(vault, jwt_file, tmp_path, spec, "--kv-interval", "1s")) as agent:
+        assert agent.ready() == 200  # the app can read the file: the pod stays ready
+        wait_for(
+            lambda: 'sidecar_secrets_fetches_total{outcome="error"}' in agent.metrics(),
+            what="a failed re-read",
+        )
+        assert agent.ready() == 200
+        vault.put_kv2("app/config", {"api_key": "k-789", "region": "eu"})
+        vault.start()
+        wait_for(
+            lambda: "k-789" in (tmp_path / "secrets" / "config").read_text(),
+            timeout=15,
+            what="the re-read once Vault is back",
+        )
