@@ -140,7 +140,8 @@ class Service:
         return time.monotonic() - self.started
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM the process group, then SIGKILL at the deadline; the exit code."""
+        """SIGTERM the process group (nginx's workers are in it; ``sidecar proxy``
+        stops its own Envoy), then SIGKILL at the deadline; the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -152,9 +153,6 @@ class Service:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        # Children (Envoy under `sidecar proxy`) share the group: make sure they are gone.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
         return self.proc.returncode
 
     def __enter__(self) -> Service:
