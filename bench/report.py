@@ -57,6 +57,7 @@ class Measure:
     compare: Compare = "ratio"
     goal: Goal | None = None
     note: str = ""
+    baseline_unit: str | None = None  # when it differs (e.g. req/s for reviews/s)
 
     @property
     def ratio(self) -> float | None:
@@ -123,9 +124,9 @@ def status(m: Measure) -> str:
 
 
 def baseline_text(m: Measure) -> str:
-    if m.baseline_label is None:
+    if m.baseline_label is None or m.baseline is None:
         return ""
-    return f"{m.baseline_label}: {fmt(m.baseline, m.unit)}" if m.baseline is not None else ""
+    return f"{m.baseline_label}: {fmt(m.baseline, m.baseline_unit or m.unit)}"
 
 
 def machine_info() -> dict[str, Any]:
@@ -198,10 +199,13 @@ class Report:
             + ", ".join(f"{k} {v:.1f}" for k, v in self.load.items())
             + ".",
             "",
-            "| " + " | ".join(self.HEADER[:-1]) + " | status |",
-            "|" + "---|" * len(self.HEADER),
+            "| part | " + " | ".join(self.HEADER[:-1]) + " | status |",
+            "|" + "---|" * (len(self.HEADER) + 1),
         ]
-        out.extend("| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in self.rows())
+        out.extend(
+            "| " + " | ".join(c.replace("|", "/") for c in [m.section, *r]) + " |"
+            for m, r in zip(self.measures, self.rows(), strict=True)
+        )
         notes = self._notes(lambda key, text: f"- `{key}`: {text}")
         if notes:
             out += ["", "Notes:", "", *notes]

@@ -245,6 +245,7 @@ def _measures(
                 "reviews/s" if key in ("a", "b") else "req/s",
                 baseline=None if key == "c" else base,
                 baseline_label=None if key == "c" else "/healthz",
+                baseline_unit="req/s",
                 goal=goals.get(key),
                 note=note,
             )
@@ -257,7 +258,7 @@ def _measures(
                 "webhook",
                 f"webhook.{key}.cpu_us",
                 f"{labels[key]}: server CPU per request",
-                None if cpu is None else round(cpu, 0),
+                None if cpu is None else round(cpu, 1),
                 "us",
                 baseline=None if key == "c" else base_cpu,
                 baseline_label=None if key == "c" else "/healthz",

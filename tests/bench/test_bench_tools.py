@@ -140,6 +140,7 @@ def test_report_names_baseline_ratio_goal_and_status(tmp_path: Path) -> None:
             "reviews/s",
             baseline=3000.0,
             baseline_label="/healthz",
+            baseline_unit="req/s",
             goal=Goal(">= 60% of /healthz", "ratio_min", 0.6),
         ),
     )
@@ -153,7 +154,7 @@ def test_report_names_baseline_ratio_goal_and_status(tmp_path: Path) -> None:
     assert measure["ratio"] == 0.4
     assert measure["goal_met"] is False
     markdown = md_path.read_text()
-    assert "| (a) all roles | 1,200 reviews/s |" in markdown
+    assert "| webhook | (a) all roles | 1,200 reviews/s | /healthz: 3,000 req/s | 40% |" in markdown
     assert f"{report.machine['nproc']} cores" in markdown
 
 
