@@ -147,7 +147,7 @@ def test_report_names_baseline_ratio_goal_and_status(tmp_path: Path) -> None:
     text = report.text()
     assert "40%" in text
     assert "MISSED" in text
-    assert "/healthz: 3,000 reviews/s" in text
+    assert "/healthz: 3,000 req/s" in text
     json_path, md_path = report.write(tmp_path)
     data = json.loads(json_path.read_text())
     measure = data["measures"][1]
