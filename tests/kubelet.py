@@ -228,6 +228,6 @@ def container_env(container: Mapping[str, Any], field_refs: Mapping[str, str]) -
             key = (source.get("fieldRef") or {}).get("fieldPath") or (
                 source.get("resourceFieldRef") or {}
             ).get("resource")
-            if key in field_refs:
+            if isinstance(key, str) and key in field_refs:
                 env[var["name"]] = field_refs[key]
     return env
