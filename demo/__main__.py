@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -102,12 +102,6 @@ SCENARIOS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def review(obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "admission.k8s.io/v1",
@@ -134,17 +128,25 @@ def post(url: str, body: dict[str, Any], context: ssl.SSLContext) -> dict[str, A
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
-def wait_ready(url: str, ca: Path, proc: subprocess.Popen[bytes]) -> ssl.SSLContext:
+def wait_ready(log: Path, ca: Path, proc: subprocess.Popen[bytes]) -> tuple[str, ssl.SSLContext]:
+    """The server's URL (it listens on an ephemeral port and prints it) and a
+    TLS context that trusts its generated CA, once /readyz answers 200."""
     deadline = time.monotonic() + 30
+    url = ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"demo: sidecar-injector serve exited with {proc.returncode}")
-        if ca.exists():
+            raise SystemExit(
+                f"demo: sidecar-injector serve exited with {proc.returncode}:\n{log.read_text()}"
+            )
+        if not url:
+            found = re.search(r"serving (https://127\.0\.0\.1:\d+)/mutate", log.read_text())
+            url = found[1] if found else ""
+        if url and ca.exists():
             context = ssl.create_default_context(cafile=str(ca))
             try:
                 with urllib.request.urlopen(url + "/readyz", context=context, timeout=2) as r:
                     if r.status == 200:
-                        return context
+                        return url, context
             except (urllib.error.URLError, ConnectionError, ssl.SSLError):
                 pass
         time.sleep(0.1)
@@ -182,18 +184,18 @@ def main() -> int:
     ca = tmp / "ca.crt"
     config = tmp / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
-    port = free_port()
-    url = f"https://127.0.0.1:{port}"
     command = [
         sys.executable, "-m", "injector.cli", "serve",
-        "--listen", f"127.0.0.1:{port}", "--ca-out", str(ca), "--config", str(config),
+        "--listen", "127.0.0.1:0", "--ca-out", str(ca), "--config", str(config),
     ]  # fmt: skip
     print("demo: starting", " ".join(["sidecar-injector", *command[3:]]))
-    log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    log_path = tmp / "serve.log"
+    log = log_path.open("wb")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     failures: list[str] = []
     try:
-        context = wait_ready(url, ca, proc)
+        url, context = wait_ready(log_path, ca, proc)
         print(f"demo: {url} is ready; TLS verified against the generated CA {ca}")
         print(f"      (try: curl --cacert {ca} {url}/healthz)")
         settings = Settings.from_spec(CONFIG)

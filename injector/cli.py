@@ -245,7 +245,15 @@ def _why(pod: Any, namespace: NamespaceInfo) -> str:
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from injector.serve import build_context, load_operator, self_signed, serve, write_ca  # noqa: PLC0415
+    from injector.serve import (  # noqa: PLC0415
+        bind,
+        build_context,
+        load_operator,
+        self_signed,
+        serve,
+        url,
+        write_ca,
+    )
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -255,9 +263,11 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise ConfigError(f"--listen: {exc}") from None
     operator = load_operator() if args.operator else None
-    ctx = build_context(settings, host, port, failure_policy=args.failure_policy)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together; give both or neither")
+    sock = bind(host, port)  # port 0: an ephemeral port, printed below
+    port = int(sock.getsockname()[1])
+    ctx = build_context(settings, host, port, failure_policy=args.failure_policy)
     if args.tls_cert:
         try:
             ctx.tls.load_files(str(args.tls_cert), str(args.tls_key))
@@ -270,10 +280,10 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         write_ca(ca_out, ca)
         print(f"sidecar-injector: self-signed CA written to {ca_out}", file=sys.stderr)
     ctx.options.update(vars(args))
-    print(f"sidecar-injector: serving https://{args.listen}/mutate", file=sys.stderr, flush=True)
+    print(f"sidecar-injector: serving {url(host, port)}/mutate", file=sys.stderr, flush=True)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it: make that a clean exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    asyncio.run(serve(ctx, operator))
+    asyncio.run(serve(ctx, operator, sock))
     return 0
 
 

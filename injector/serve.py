@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import ipaddress
 import logging
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -153,7 +154,28 @@ def load_operator() -> OperatorHook:
     return hook  # type: ignore[no-any-return]
 
 
-async def serve(ctx: ServeContext, operator: OperatorHook | None = None) -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before uvicorn starts, so port 0 gives an
+    ephemeral port that can be printed (and handed to the operator via ``ctx.port``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"--listen {host}:{port}: cannot bind: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url(host: str, port: int) -> str:
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+async def serve(
+    ctx: ServeContext, operator: OperatorHook | None = None, sock: socket.socket | None = None
+) -> None:
     config = uvicorn.Config(
         ctx.app,
         host=ctx.host,
@@ -169,7 +191,7 @@ async def serve(ctx: ServeContext, operator: OperatorHook | None = None) -> None
     if operator is not None:
         task = asyncio.ensure_future(operator(ctx))
     try:
-        await server.serve()
+        await server.serve(sockets=[sock] if sock is not None else None)
     finally:
         if task is not None:
             task.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -13,13 +14,13 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support import free_port, wait_for
+from tests.support import wait_for
 
 
 class InjectorServer:
     def __init__(self, tmp: Path, settings: dict[str, Any], *extra: str) -> None:
         self.tmp = tmp
-        self.port = free_port()
+        self.port = 0  # known once the server says where it listens
         self.ca = tmp / "ca.crt"
         config = tmp / "config.yaml"
         config.write_text(yaml.safe_dump(settings))
@@ -31,7 +32,7 @@ class InjectorServer:
                 "injector.cli",
                 "serve",
                 "--listen",
-                f"127.0.0.1:{self.port}",
+                "127.0.0.1:0",
                 "--ca-out",
                 str(self.ca),
                 "--config",
@@ -42,13 +43,18 @@ class InjectorServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.url = ""
         self.client: httpx.Client | None = None
 
     def start(self) -> InjectorServer:
         def up() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited: {self.output()}")
+            if not self.url:
+                found = re.search(r"serving (https://127\.0\.0\.1:(\d+))/mutate", self.output())
+                if found is None:
+                    return False
+                self.url, self.port = found[1], int(found[2])
             if not self.ca.exists():
                 return False
             if self.client is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,19 @@ def test_bad_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["inject", "-f", str(pod), "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "profile default.resources.proxy.limits.cpu: 'lots' is not a CPU quantity" in err
+
+
+def test_serve_refuses_a_busy_address(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--listen", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--listen 127.0.0.1:{port}: cannot bind" in err
+    assert "Traceback" not in err
+
+
+def test_serve_refuses_a_bad_listen_address(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--listen", "127.0.0.1"]) == 2
+    assert "--listen" in capsys.readouterr().err
