@@ -4,6 +4,7 @@ golden output."""
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from injector.review import MAX_BODY
 from tests.golden_tool import BASE_SETTINGS, cases, load_case, run_case
 from tests.injector.reviews import patched, review
 from tests.injector.server import InjectorServer
@@ -83,3 +87,48 @@ def test_serve_rejects_half_tls_options(tmp_path: Path) -> None:
     srv.stop()
     assert code == 2
     assert "--tls-cert and --tls-key go together" in srv.output()
+
+
+# What uvicorn itself does with hostile input (chunked bodies, bodies beyond the
+# limit, invalid UTF-8) differs from the in-process TestClient of test_fuzz.py:
+# the same property, against the real TLS server.
+bodies = (
+    st.binary(max_size=512)
+    | st.text(max_size=200).map(str.encode)
+    | st.builds(
+        lambda kind, request: json.dumps(
+            {"apiVersion": "admission.k8s.io/v1", "kind": kind, "request": request}
+        ).encode(),
+        st.sampled_from(["AdmissionReview", "Pod", ""]),
+        st.dictionaries(st.sampled_from(["uid", "kind", "object", "operation"]), st.integers()),
+    )
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=bodies)
+def test_hostile_bodies_over_tls_never_500(server: InjectorServer, body: bytes) -> None:
+    response = server.post("/mutate", content=body)
+    assert response.status_code in (200, 400), response.text
+    assert "Traceback" not in response.text
+    if response.status_code == 400:
+        assert response.json()["message"]
+
+
+def test_oversized_review_over_tls_is_413(server: InjectorServer) -> None:
+    big = review({"kind": "Pod", "metadata": {"annotations": {"x": "y" * (MAX_BODY + 1)}}})
+    response = server.post("/mutate", json=big)
+    assert response.status_code == 413
+    assert "at most" in response.json()["message"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while reading
+        yield b'{"kind": "AdmissionReview", "pad": "'
+        for _ in range(MAX_BODY // 65536 + 2):
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = server.post("/mutate", content=chunks())
+    assert response.status_code == 413
+    assert server.get("/healthz").status_code == 200
