@@ -94,7 +94,8 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation(
         "secret-NAME",
         "Vault secret at this path, rendered to /var/run/secrets/sidecar/NAME",
-        "a Vault path, e.g. secret/data/app/db or database/creds/app; NAME a DNS label",
+        "a Vault API path: secret/data/app/db (KV v2, ?version=N pins one), kv/app/db "
+        "(KV v1), database/creds/app (dynamic); NAME a DNS label",
         "",
     ),
     Annotation(

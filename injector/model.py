@@ -47,8 +47,12 @@ from sidecar.units import (
 )
 
 T = TypeVar("T")
-SECRET_PATH_HELP = "a Vault path such as secret/data/app/db or database/creds/app"  # noqa: S105
-_SECRET_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@=+\-/]*$")
+SECRET_PATH_HELP = (
+    "a Vault path such as secret/data/app/db, secret/data/app/db?version=2 or "  # noqa: S105
+    "database/creds/app"
+)
+_MOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@=+\-/]*$")
+_SECRET_PATH = re.compile(_MOUNT.pattern[:-1] + r"(\?version=[0-9]+)?$")
 SECRETS_MODES = ("init", "sidecar", "both")
 NATIVE_MODES = ("auto", "true", "false")
 
@@ -372,7 +376,7 @@ def _non_empty(text: str) -> str:
 
 def _mount(text: str) -> str:
     value = text.strip().strip("/")
-    if not value or not _SECRET_PATH.match(value):
+    if not value or not _MOUNT.match(value):
         raise ValueError(text)
     return value
 
