@@ -27,6 +27,12 @@ from injector.plan import NOT_REQUESTED, Plan, Skip, decide
 from injector.settings import Settings
 
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+# What a status annotation may list: only names the injector itself adds, so a
+# forged or copied status can never make re-injection strip the user's own.
+OUR_CONTAINERS = frozenset({c.PROXY, c.SECRETS_INIT, c.SECRETS, c.CONFIG_INIT, c.CONFIG})
+OUR_VOLUMES = frozenset(
+    {c.VOLUME_PROXY, c.VOLUME_SECRETS, c.VOLUME_STATE, c.VOLUME_TOKEN, c.VOLUME_CONFIG}
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,16 @@ def _load_status(text: Any) -> dict[str, Any]:
         raise InjectionDenied(
             f"annotation {STATUS} is not what the injector writes (JSON with containers, "
             "initContainers and volumes); remove it, the injector sets it"
+        )
+    foreign = sorted(
+        {n for k in ("containers", "initContainers") for n in status[k]} - OUR_CONTAINERS
+        | set(status["volumes"]) - OUR_VOLUMES
+    )
+    if foreign:
+        raise InjectionDenied(
+            f"annotation {STATUS} lists {', '.join(foreign)}, which the injector never adds "
+            f"(it adds containers {', '.join(sorted(OUR_CONTAINERS))} and volumes "
+            f"{', '.join(sorted(OUR_VOLUMES))}); remove the annotation, the injector sets it"
         )
     return status
 
