@@ -192,6 +192,8 @@ def run_inject(
         try:
             result = render(site.pod, namespace, settings, job=site.job)
         except InjectionDenied as exc:
+            for warning in exc.warnings:
+                print(f"warning: {site.label}: {warning}", file=err)
             errors.append(f"{site.label}: {exc}")
             continue
         for warning in result.warnings:
@@ -219,6 +221,8 @@ def run_explain(
             result = render(site.pod, namespace, settings, job=site.job)
         except InjectionDenied as exc:
             report |= {"injected": False, "why": f"denied: {exc}"}
+            if exc.warnings:
+                report["warnings"] = list(exc.warnings)
             reports.append(report)
             continue
         if result.skip is not None:

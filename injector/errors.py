@@ -22,7 +22,13 @@ class ConfigError(InjectorError):
 
 
 class InjectionDenied(InjectorError):
-    """The pod cannot be injected as asked: the admission is denied with this message."""
+    """The pod cannot be injected as asked: the admission is denied with this message.
+
+    ``warnings``: what the pod should also hear about (unknown annotation keys
+    with the nearest known one), sent as admission warnings with the denial.
+    """
+
+    warnings: tuple[str, ...] = ()
 
 
 class InvalidAnnotation(InjectionDenied):

@@ -203,7 +203,9 @@ def parse_annotations(annotations: Mapping[str, Any]) -> PodRequest:
     for key in sorted(set(p.values) - p.used):
         p.warnings.append(_unknown(key))
     if p.errors:
-        raise InjectionDenied("; ".join(p.errors))
+        denied = InjectionDenied("; ".join(p.errors))
+        denied.warnings = tuple(p.warnings)
+        raise denied
     return PodRequest(
         inject=inject,
         profile=profile,

@@ -143,14 +143,18 @@ def decide(
         return Skip(NOT_REQUESTED, why), request
     if spec.get("hostNetwork") is True:
         return Skip(HOST_NETWORK, "hostNetwork pods share the node's ports; not injected"), request
-    profile = settings.profile(request.profile)
-    if profile is None:
-        known = ", ".join(sorted(settings.profiles))
-        raise UnknownProfile(
-            f"annotation sidecar.example.io/profile: {request.profile!r} is not a known "
-            f"SidecarProfile; known: {known}"
-        )
-    return _plan(pod, spec, request, profile, settings, warnings, job), request
+    try:
+        profile = settings.profile(request.profile)
+        if profile is None:
+            known = ", ".join(sorted(settings.profiles))
+            raise UnknownProfile(
+                f"annotation sidecar.example.io/profile: {request.profile!r} is not a known "
+                f"SidecarProfile; known: {known}"
+            )
+        return _plan(pod, spec, request, profile, settings, warnings, job), request
+    except InjectionDenied as denied:
+        denied.warnings = denied.warnings or tuple(request.warnings)
+        raise
 
 
 def _plan(

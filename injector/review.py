@@ -135,7 +135,9 @@ def admit(
     try:
         result = render(pod, namespace, settings)
     except InjectionDenied as exc:
-        return Outcome(review.uid, False, "denied", message=str(exc), code=403)
+        return Outcome(
+            review.uid, False, "denied", message=str(exc), code=403, warnings=exc.warnings
+        )
     except Exception as exc:  # an injector bug: decided by the failure policy
         log.exception("rendering failed for review %s", review.uid)
         what = f"sidecar-injector internal error ({type(exc).__name__})"

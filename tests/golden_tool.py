@@ -13,8 +13,8 @@ A case file is one YAML mapping:
 * ``settings`` (optional): a ``--config`` document merged over ``BASE_SETTINGS``.
 
 The output records the outcome (``injected``, ``skipped: REASON``,
-``denied``), the admission warnings, the denial message and the injected
-object.
+``denied``), the admission warnings (sent with denials too), the denial
+message and the injected object.
 """
 
 from __future__ import annotations
@@ -78,7 +78,10 @@ def run_case(data: dict[str, Any]) -> dict[str, Any]:
     try:
         result = render(site.pod, case_namespace(data), case_settings(data), job=site.job)
     except InjectionDenied as exc:
-        return {"outcome": "denied", "message": str(exc)}
+        denied: dict[str, Any] = {"outcome": "denied", "message": str(exc)}
+        if exc.warnings:
+            denied["warnings"] = list(exc.warnings)
+        return denied
     out: dict[str, Any] = {
         "outcome": "injected" if result.injected else f"skipped: {result.skip.reason}"  # type: ignore[union-attr]
     }

@@ -57,6 +57,7 @@ def test_golden_case_over_tls(server: InjectorServer, case: Path) -> None:
     if expected["outcome"] == "denied":
         assert answer["allowed"] is False
         assert answer["status"]["message"] == expected["message"]
+        assert answer.get("warnings", []) == expected.get("warnings", [])
         return
     assert answer["allowed"] is True
     assert patched(data["object"], answer) == expected["object"]
