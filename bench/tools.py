@@ -396,5 +396,7 @@ def summarize(
         p90_ms=percentile(ok_times, 90),
         p99_ms=percentile(ok_times, 99),
         statuses=statuses,
-        error_samples=[f"{missing} requests fewer than 90% of the rate"] if missing else [],
+        error_samples=[f"{missing} requests short of 90% of the rate asked (answers too slow)"]
+        if missing
+        else [],
     )
