@@ -22,7 +22,6 @@ from injector.quantities import CPU_HELP, MEMORY_HELP, parse_cpu, parse_memory
 from injector.values import (
     NAME_HELP,
     PATH_HELP,
-    RETRY_ON_HELP,
     SOURCE_HELP,
     UPSTREAM_HELP,
     parse_abs_path,
@@ -38,6 +37,7 @@ from sidecar.units import (
     DURATION_HELP,
     PORT_HELP,
     RATE_HELP,
+    RETRY_ON_HELP,
     format_duration,
     parse_bool,
     parse_duration,

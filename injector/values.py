@@ -11,27 +11,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-# Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on values (as sidecar.proxy.settings).
-RETRY_ON_VALUES = (
-    "5xx",
-    "gateway-error",
-    "reset",
-    "reset-before-request",
-    "connect-failure",
-    "envoy-ratelimited",
-    "retriable-4xx",
-    "refused-stream",
-    "retriable-status-codes",
-    "retriable-headers",
-    "http3-post-connect-failure",
-    "cancelled",
-    "deadline-exceeded",
-    "internal",
-    "resource-exhausted",
-    "unavailable",
-)
+from sidecar.units import parse_retry_on as agent_parse_retry_on
+
 UPSTREAM_HELP = "an http:// or https:// URL with host and optional port, e.g. http://payments:8080"
-RETRY_ON_HELP = "a comma-separated list of " + ", ".join(RETRY_ON_VALUES)
 SOURCE_HELP = "an http(s):// URL, 'configmap:NAME' or 'secret:NAME'"
 NAME_HELP = "a lowercase DNS label: a-z, 0-9 and '-', at most 63 characters"
 PATH_HELP = "an absolute path such as /etc/app/config"
@@ -58,11 +40,8 @@ def parse_upstream(text: str) -> str:
 
 
 def parse_retry_on(text: str) -> str:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    unknown = [item for item in items if item not in RETRY_ON_VALUES]
-    if not items or unknown:
-        raise ValueError(f"{text!r} is not {RETRY_ON_HELP}")
-    return ",".join(items)
+    """The agent's own check (``sidecar.units``), in the canonical spelling."""
+    return ",".join(agent_parse_retry_on(text))
 
 
 def parse_source(text: str) -> str:

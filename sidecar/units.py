@@ -90,3 +90,35 @@ def parse_positive_int(text: str, *, maximum: int = 2**31 - 1) -> int:
     if not value.isdigit() or not 0 <= int(value) <= maximum:
         raise ValueError(f"{text!r} is not a whole number from 0 to {maximum}")
     return int(value)
+
+
+# Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on values: what the proxy's
+# retry_on accepts, checked the same way by the injector and the agent.
+RETRY_ON_VALUES = (
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+)
+RETRY_ON_HELP = "a comma-separated list of " + ", ".join(RETRY_ON_VALUES)
+
+
+def parse_retry_on(text: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    unknown = [item for item in items if item not in RETRY_ON_VALUES]
+    if not items or unknown:
+        detail = f" (unknown: {', '.join(map(repr, unknown))})" if unknown else ""
+        raise ValueError(f"{text!r} is not {RETRY_ON_HELP}{detail}")
+    return items

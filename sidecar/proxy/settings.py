@@ -27,31 +27,13 @@ from sidecar.units import (
     parse_port,
     parse_positive_int,
     parse_rate,
+    parse_retry_on,
 )
 
 T = TypeVar("T")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,5xx"
-# Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on values.
-RETRY_ON_VALUES = (
-    "5xx",
-    "gateway-error",
-    "reset",
-    "reset-before-request",
-    "connect-failure",
-    "envoy-ratelimited",
-    "retriable-4xx",
-    "refused-stream",
-    "retriable-status-codes",
-    "retriable-headers",
-    "http3-post-connect-failure",
-    "cancelled",
-    "deadline-exceeded",
-    "internal",
-    "resource-exhausted",
-    "unavailable",
-)
 MAX_RETRIES = 10
 SYSTEM_CA_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
@@ -307,17 +289,6 @@ def parse_upstream(text: str) -> Upstream:
         raise ValueError(f"{text!r} has port 0; use a port from 1 to 65535")
     default = 443 if parts.scheme == "https" else 80
     return Upstream(value, parts.scheme, parts.hostname, port or default)
-
-
-def parse_retry_on(text: str) -> tuple[str, ...]:
-    items = tuple(item.strip() for item in text.split(",") if item.strip())
-    unknown = [item for item in items if item not in RETRY_ON_VALUES]
-    if unknown:
-        raise ValueError(
-            f"unknown retry condition {', '.join(map(repr, unknown))}; "
-            f"use a comma-separated list of {', '.join(RETRY_ON_VALUES)}"
-        )
-    return items
 
 
 def parse_concurrency(text: str) -> int:

@@ -10,8 +10,8 @@ import pytest
 from injector.annotations import ANNOTATIONS, FIXED_KEYS, PREFIX, markdown_table
 from injector.errors import InjectionDenied
 from injector.model import NamespaceInfo, parse_annotations
-from injector.values import RETRY_ON_VALUES, parse_upstream
-from sidecar.proxy.settings import RETRY_ON_VALUES as AGENT_RETRY_ON
+from injector.values import parse_retry_on, parse_upstream
+from sidecar.proxy.settings import parse_retry_on as agent_parse_retry_on
 from sidecar.proxy.settings import parse_upstream as agent_parse_upstream
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -88,8 +88,17 @@ def test_namespace_label() -> None:
     assert "enabled or disabled" in warning
 
 
-def test_retry_on_values_match_the_agent() -> None:
-    assert RETRY_ON_VALUES == AGENT_RETRY_ON
+@pytest.mark.parametrize("text", ["5xx", " reset , 5xx", "5xx,sometimes", ""])
+def test_retry_on_is_checked_as_the_agent_checks_it(text: str) -> None:
+    try:
+        expected: tuple[str, ...] | None = agent_parse_retry_on(text)
+    except ValueError:
+        expected = None
+    try:
+        got: tuple[str, ...] | None = tuple(parse_retry_on(text).split(","))
+    except ValueError:
+        got = None
+    assert got == expected
 
 
 @pytest.mark.parametrize(
