@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from sidecar.errors import SidecarError
 from sidecar.metrics import Registry
 
 Readiness = Callable[[], tuple[bool, str]]
@@ -31,7 +32,13 @@ class AgentServer:
         self.readiness = readiness
         self.on_quit = on_quit
         handler = _make_handler(self)
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise SidecarError(
+                f"--agent-addr / SIDECAR_AGENT_ADDR: cannot listen on {host}:{port} "
+                f"({exc.strerror}); is another agent running? pick a free port"
+            ) from None
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="agent-http")
         self._thread.daemon = True

@@ -62,15 +62,9 @@ def run(settings: ConfigSettings, stop: StopEvent) -> int:
     def readiness() -> tuple[bool, str]:
         return (True, "ready") if syncer.synced else (False, f"first sync from {source} pending")
 
-    try:
-        server = AgentServer(
-            settings.agent_host, settings.agent_port, registry, readiness, stop.set
-        ).start()
-    except OSError as exc:
-        raise SidecarError(
-            f"--agent-addr {settings.agent_host}:{settings.agent_port}: cannot listen "
-            f"({exc.strerror}); pick a free port with SIDECAR_AGENT_ADDR"
-        ) from exc
+    server = AgentServer(
+        settings.agent_host, settings.agent_port, registry, readiness, stop.set
+    ).start()
     log.info("refresher started", source=str(source), directory=str(settings.directory))
     worker = threading.Thread(
         target=run_url if http_source else run_object,

@@ -23,7 +23,6 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from sidecar.errors import SidecarError
 from sidecar.lifecycle import stop_event
 from sidecar.log import Logger
 from sidecar.metrics import Registry
@@ -52,16 +51,9 @@ def run(settings: ProxySettings, started: float) -> int:
         quit_requested.set()
         stop.set()
 
-    try:
-        server = AgentServer(
-            settings.agent_host, settings.agent_port, registry, envoy.readiness, on_quit
-        ).start()
-    except OSError as exc:
-        raise SidecarError(
-            f"--agent-addr / SIDECAR_AGENT_ADDR: cannot listen on "
-            f"{settings.agent_host}:{settings.agent_port} ({exc.strerror}); "
-            "is another agent running?"
-        ) from None
+    server = AgentServer(
+        settings.agent_host, settings.agent_port, registry, envoy.readiness, on_quit
+    ).start()
     try:
         if stop.is_set():  # stopped while validating: nothing to drain
             return 0

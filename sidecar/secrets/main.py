@@ -53,15 +53,9 @@ def run(settings: SecretsSettings, stop: StopEvent) -> int:
             return True, "ready"
         return False, "waiting for the first render of every secret"
 
-    try:
-        server = AgentServer(
-            settings.agent_host, settings.agent_port, registry, readiness, stop.set
-        ).start()
-    except OSError as exc:
-        raise SidecarError(
-            f"--agent-addr {settings.agent_host}:{settings.agent_port}: cannot listen "
-            f"({exc.strerror}); pick a free port with SIDECAR_AGENT_ADDR"
-        ) from exc
+    server = AgentServer(
+        settings.agent_host, settings.agent_port, registry, readiness, stop.set
+    ).start()
     agent.adopt(state.load(settings.state_dir))
     log.info("refresher started", secrets=[s.name for s in settings.secrets])
     try:

@@ -56,3 +56,16 @@ def test_metric_labels_are_checked() -> None:
     counter = registry.counter("x_total", "x", ("outcome",))
     with pytest.raises(ValueError, match="takes labels"):
         counter.inc(result="ok")
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    from sidecar.errors import SidecarError
+
+    first = AgentServer("127.0.0.1", 0, Registry(), readiness=lambda: (True, "")).start()
+    try:
+        with pytest.raises(
+            SidecarError, match=r"SIDECAR_AGENT_ADDR: cannot listen on 127\.0\.0\.1:"
+        ):
+            AgentServer("127.0.0.1", first.port, Registry(), readiness=lambda: (True, ""))
+    finally:
+        first.stop()
