@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,27 +20,7 @@ import pytest
 from e2e.conftest import CONFIGMAP_READER, ApiAccess, Etcd, service_account_dir
 from e2e.kube import Kube
 from sidecar.files import read_file_set
-from tests.support import free_port, http_status, wait_for
-
-
-class ReloadApp:
-    def __init__(self) -> None:
-        self.calls = 0
-        app = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                return
-
-            def do_POST(self) -> None:
-                app.calls += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/-/reload"
+from tests.support import ReloadApp, free_port, http_status, wait_for
 
 
 def configmap(name: str, data: dict[str, str]) -> dict[str, object]:
@@ -51,9 +29,8 @@ def configmap(name: str, data: dict[str, str]) -> dict[str, object]:
 
 @pytest.fixture
 def app() -> Iterator[ReloadApp]:
-    reload_app = ReloadApp()
-    yield reload_app
-    reload_app.server.shutdown()
+    with ReloadApp() as reload_app:
+        yield reload_app
 
 
 def _metric(port: int, name: str) -> float:

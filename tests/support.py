@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -55,3 +57,37 @@ def http_status(url: str, timeout: float = 2.0) -> int:
 
 def wait_http_ok(url: str, timeout: float = 15.0) -> None:
     wait_for(lambda: http_status(url) == 200, timeout=timeout, what=f"200 from {url}")
+
+
+class ReloadApp:
+    """An app's reload endpoint on 127.0.0.1: counts POSTs, answers 500 to the
+    first ``failures`` of them and 200 after. A context manager."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.calls = 0
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                app.calls += 1
+                self.send_response(500 if app.calls <= app.failures else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/-/reload"
+
+    def __enter__(self) -> ReloadApp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -3,9 +3,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from sidecar.backoff import Backoff
 from sidecar.log import Logger
 from sidecar.metrics import Registry
 from sidecar.reload import HttpTarget, Notifier, SignalTarget, parse_reload
-from tests.support import wait_for
+from tests.support import ReloadApp, wait_for
 
 
 def test_parse_reload_forms() -> None:
@@ -33,41 +31,13 @@ def test_parse_reload_rejects(text: str) -> None:
         parse_reload(text)
 
 
-class _App:
-    """A real HTTP app on 127.0.0.1 that fails its first ``failures`` reloads."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.calls = 0
-        app = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                return
-
-            def do_POST(self) -> None:
-                app.calls += 1
-                status = 500 if app.calls <= app.failures else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/-/reload"
-
-
 @pytest.fixture
-def app() -> Iterator[_App]:
-    app = _App(failures=2)
-    yield app
-    app.server.shutdown()
+def app() -> Iterator[ReloadApp]:
+    with ReloadApp(failures=2) as reload_app:
+        yield reload_app
 
 
-def test_http_reload_retries_until_acknowledged(app: _App) -> None:
+def test_http_reload_retries_until_acknowledged(app: ReloadApp) -> None:
     registry = Registry()
     notifier = Notifier(
         parse_reload(app.url),
@@ -81,7 +51,7 @@ def test_http_reload_retries_until_acknowledged(app: _App) -> None:
     assert 'sidecar_reloads_total{outcome="ok"} 1' in registry.render()
 
 
-def test_http_reload_gives_up_and_counts(app: _App) -> None:
+def test_http_reload_gives_up_and_counts(app: ReloadApp) -> None:
     app.failures = 100
     notifier = Notifier(
         parse_reload(app.url),

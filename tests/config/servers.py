@@ -1,10 +1,9 @@
 """Real HTTP servers on 127.0.0.1 for the config tests.
 
 ``ConfigServer`` serves one document with an ETag and Last-Modified and
-answers conditional GETs with 304, like a static file server. ``ReloadApp``
-counts reload POSTs. ``FakeApiServer`` speaks the Kubernetes list/watch wire
-format (a JSON list, then newline-delimited watch events over a chunked
-response) from a script the test controls, including 410 Gone and dropped
+answers conditional GETs with 304, like a static file server.
+``FakeApiServer`` speaks the Kubernetes list/watch wire format (a JSON
+list, then newline-delimited watch events over a chunked response) from a script the test controls, including 410 Gone and dropped
 streams.
 """
 
@@ -80,21 +79,6 @@ class ConfigServer:
                     self._reply(304, headers={"ETag": etag})
                     return
                 self._reply(200, body, {"ETag": etag, "Last-Modified": formatdate(usegmt=True)})
-
-        return Handler
-
-
-class ReloadApp:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def handler(self) -> type[BaseHTTPRequestHandler]:
-        state = self
-
-        class Handler(_Quiet):
-            def do_POST(self) -> None:
-                state.calls += 1
-                self._reply(200, b"reloaded")
 
         return Handler
 

@@ -14,8 +14,8 @@ from sidecar.config.main import run
 from sidecar.config.settings import load
 from sidecar.files import read_file_set
 from sidecar.lifecycle import StopEvent
-from tests.config.servers import ConfigServer, ReloadApp, serve
-from tests.support import free_port, http_status, wait_for
+from tests.config.servers import ConfigServer, serve
+from tests.support import ReloadApp, free_port, http_status, wait_for
 
 
 class Agent:
@@ -66,9 +66,8 @@ def config() -> Iterator[tuple[ConfigServer, str]]:
 
 @pytest.fixture
 def app() -> Iterator[tuple[ReloadApp, str]]:
-    state = ReloadApp()
-    with serve(state.handler()) as server:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}/-/reload"
+    with ReloadApp() as reload_app:
+        yield reload_app, reload_app.url
 
 
 def test_first_sync_then_304s_cause_no_write_and_no_reload(tmp_path, config, app) -> None:

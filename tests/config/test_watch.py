@@ -12,8 +12,8 @@ from sidecar.config.main import run
 from sidecar.config.settings import load
 from sidecar.files import read_file_set
 from sidecar.lifecycle import StopEvent
-from tests.config.servers import FakeApiServer, ReloadApp, configmap, serve
-from tests.support import free_port, wait_for
+from tests.config.servers import FakeApiServer, configmap, serve
+from tests.support import ReloadApp, free_port, wait_for
 
 
 @pytest.fixture
@@ -26,9 +26,8 @@ def api() -> Iterator[tuple[FakeApiServer, str]]:
 
 @pytest.fixture
 def app() -> Iterator[tuple[ReloadApp, str]]:
-    state = ReloadApp()
-    with serve(state.handler()) as server:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}/-/reload"
+    with ReloadApp() as reload_app:
+        yield reload_app, reload_app.url
 
 
 @pytest.fixture

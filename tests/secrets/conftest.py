@@ -4,7 +4,6 @@ import json
 import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from sidecar.lifecycle import StopEvent
 from sidecar.secrets.main import run
 from sidecar.secrets.settings import load
 from standins.vault import VaultStandIn, make_jwt
-from tests.support import free_port, http_status, wait_for
+from tests.support import ReloadApp, free_port, http_status, wait_for
 
 
 @pytest.fixture
@@ -58,33 +57,10 @@ def args(
     ]
 
 
-class ReloadApp:
-    """The app's reload endpoint: counts POSTs."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        app = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: object) -> None:
-                return
-
-            def do_POST(self) -> None:
-                app.calls += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/-/reload"
-
-
 @pytest.fixture
 def app() -> Iterator[ReloadApp]:
-    reload_app = ReloadApp()
-    yield reload_app
-    reload_app.server.shutdown()
+    with ReloadApp() as reload_app:
+        yield reload_app
 
 
 class Refresher:

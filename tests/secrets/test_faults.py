@@ -20,8 +20,8 @@ from sidecar.metrics import Registry
 from sidecar.secrets.main import build
 from sidecar.secrets.settings import load
 from standins.vault import VaultStandIn, make_jwt
-from tests.secrets.conftest import Refresher, ReloadApp, args
-from tests.support import wait_for
+from tests.secrets.conftest import Refresher, args
+from tests.support import ReloadApp, wait_for
 
 SIDECAR = [sys.executable, "-m", "sidecar", "secrets"]
 KV = {"name": "config", "path": "secret/data/app/config"}

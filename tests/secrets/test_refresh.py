@@ -17,8 +17,8 @@ from sidecar.metrics import Registry
 from sidecar.secrets.main import build, run
 from sidecar.secrets.settings import load
 from standins.vault import VaultStandIn
-from tests.secrets.conftest import Refresher, ReloadApp, args
-from tests.support import wait_for
+from tests.secrets.conftest import Refresher, args
+from tests.support import ReloadApp, wait_for
 
 
 def test_renewable_lease_is_renewed_at_two_thirds(
