@@ -3,8 +3,8 @@
 ``ConfigServer`` serves one document with an ETag and Last-Modified and
 answers conditional GETs with 304, like a static file server.
 ``FakeApiServer`` speaks the Kubernetes list/watch wire format (a JSON
-list, then newline-delimited watch events over a chunked response) from a script the test controls, including 410 Gone and dropped
-streams.
+list, then newline-delimited watch events over a chunked response) from a
+script the test controls, including 410 Gone and dropped streams.
 """
 
 from __future__ import annotations
