@@ -41,15 +41,7 @@ def write_atomic(
         raise OutputError(f"{path}: cannot read the current file ({exc.strerror})") from exc
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, content)
-            if group is not None:
-                os.fchown(fd, -1, group)
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_new(tmp, content, mode, group)
         os.rename(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -59,6 +51,21 @@ def write_atomic(
             "volume owned by the agent's user"
         ) from exc
     return True
+
+
+def _write_new(path: Path, content: bytes, mode: int, group: int | None) -> None:
+    """Create ``path`` (it must not exist), fill it, set group and mode, fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+        if group is not None:
+            os.fchown(fd, -1, group)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _has_mode(path: Path, mode: int, group: int | None) -> bool:
@@ -107,15 +114,7 @@ def _swap(root: Path, files: Mapping[str, bytes], mode: int, group: int | None) 
     new_dir = root / stamp
     new_dir.mkdir(mode=0o755)
     for key, content in files.items():
-        fd = os.open(new_dir / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, content)
-            if group is not None:
-                os.fchown(fd, -1, group)
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_new(new_dir / key, content, mode, group)
     if group is not None:
         os.chown(new_dir, -1, group)
     old_target = os.readlink(root / DATA_LINK) if (root / DATA_LINK).is_symlink() else None
