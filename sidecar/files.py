@@ -41,6 +41,10 @@ def write_atomic(
         raise OutputError(f"{path}: cannot read the current file ({exc.strerror})") from exc
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
+        # A crash between create and rename leaves this name behind, and a
+        # restarted container often gets the same pid: clear it first.
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
         _write_new(tmp, content, mode, group)
         os.rename(tmp, path)
     except OSError as exc:

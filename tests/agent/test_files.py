@@ -85,3 +85,11 @@ def test_reader_never_sees_a_mixed_set(tmp_path: Path) -> None:
     assert mixed == []
     assert reads > 0
     assert read_file_set(root) == {"left": b"1000", "right": b"1000"}
+
+
+def test_a_stale_temp_file_from_a_crash_does_not_block_writes(tmp_path: Path) -> None:
+    target = tmp_path / "secret"
+    (tmp_path / f".secret.{os.getpid()}.tmp").write_bytes(b"half")
+    assert write_atomic(target, b"whole") is True
+    assert target.read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret"]
