@@ -1,11 +1,14 @@
-"""Where a review's time goes: ``python -m bench.profiling [--server] [--seconds N]``.
+"""Where a review's time goes: ``python -m bench.profiling [--server | --gc] [--seconds N]``.
 
-Without ``--server``: each stage of ``/mutate`` in-process on the bench's
-reviews (``bench.pods``), best of 5 ``timeit`` runs, no profiler overhead:
+Without options: each stage of ``/mutate`` in-process on the bench's reviews
+(``bench.pods``), best of 5 ``timeit`` runs, no profiler overhead:
 ``json.loads``, ``parse_review``, ``render``, ``make_patch``, ``to_json``,
-and the whole handler. With ``--server``: ``sidecar-injector serve`` runs under
+and the whole handler. ``--server``: ``sidecar-injector serve`` runs under
 pyinstrument (sampling; ``pip install pyinstrument``) or, without it, cProfile,
 while ``hey -c 16`` posts case (a) for ``--seconds``; the profile is printed.
+``--gc``: the server's garbage collections (``gc.callbacks``: count and pause
+per generation) while case (a) comes at a steady 200/s, with the p50/p99 of
+that run: full (generation 2) collections are what the p99 meets.
 """
 
 from __future__ import annotations
@@ -45,6 +48,22 @@ if mode == "pyinstrument":
         profiler.stop()
         with open(out, "w") as f:
             f.write(profiler.output_text(unicode=False, color=False))
+elif mode == "gc":
+    import gc, time
+    pauses, started = [], [0.0]
+    def watch(phase, info):
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
+    gc.callbacks.append(watch)
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+    finally:
+        with open(out, "w") as f:
+            f.write("\\n".join(f"{g} {s:.6f}" for g, s in pauses))
 else:
     import cProfile, pstats
     profiler = cProfile.Profile()
@@ -102,15 +121,19 @@ def stages() -> list[tuple[str, str, float]]:
     return rows
 
 
-def profile_server(seconds: float) -> str:
-    """The server's profile while ``hey -c 16`` posts case (a) for ``seconds``."""
+def profile_server(seconds: float, gc_only: bool = False) -> str:
+    """The server's profile while ``hey -c 16`` posts case (a) for ``seconds``
+    (``gc_only``: its garbage collections while (a) comes at 200/s)."""
     hey = tools.ensure(["hey"])["hey"]
-    try:
-        import pyinstrument  # noqa: F401, PLC0415
+    if gc_only:
+        mode = "gc"
+    else:
+        try:
+            import pyinstrument  # noqa: F401, PLC0415
 
-        mode = "pyinstrument"
-    except ImportError:
-        mode = "cprofile"
+            mode = "pyinstrument"
+        except ImportError:
+            mode = "cprofile"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "injector.yaml").write_text(yaml.safe_dump(pods.SERVE_CONFIG))
@@ -132,6 +155,18 @@ def profile_server(seconds: float) -> str:
             wait_until(
                 lambda: http_status(url + "/healthz", context=context) == 200, 30, "/healthz"
             )
+            steady: tools.LoadResult | None = None
+            if gc_only:
+                steady = tools.steady(
+                    hey,
+                    url + "/mutate",
+                    rate=200,
+                    seconds=seconds,
+                    streams=8,
+                    method="POST",
+                    body_file=str(body),
+                    content_type="application/json",
+                )
             result = tools.hey(
                 hey,
                 url + "/mutate",
@@ -142,19 +177,44 @@ def profile_server(seconds: float) -> str:
                 content_type="application/json",
             )
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+            proc.send_signal(signal.SIGTERM)  # the profile is written on the way out
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if steady is not None:
+            return _gc_summary(out.read_text(), steady)
         head = f"{mode}: {result.ok} reviews in {result.seconds:.1f} s under the profiler\n"
         return head + out.read_text()
+
+
+def _gc_summary(text: str, steady: tools.LoadResult) -> str:
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    for line in text.splitlines():
+        gen, seconds = line.split()
+        pauses[int(gen)].append(float(seconds) * 1000)
+    lines = [
+        f"(a) at 200/s: p50 {steady.p50_ms} ms, p99 {steady.p99_ms} ms; then 16 concurrent",
+        "collections during start-up and both runs, per generation:",
+    ]
+    for generation, values in pauses.items():
+        if values:
+            lines.append(
+                f"  gen {generation}: {len(values)} collections, pause median "
+                f"{sorted(values)[len(values) // 2]:.2f} ms, max {max(values):.2f} ms"
+            )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profiling", description=__doc__)
     parser.add_argument("--server", action="store_true", help="profile the running server")
+    parser.add_argument("--gc", action="store_true", help="the server's GC pauses under load")
     parser.add_argument("--seconds", type=float, default=5.0, help="load time with --server [5]")
     args = parser.parse_args(argv)
-    if args.server:
-        print(profile_server(args.seconds))
+    if args.server or args.gc:
+        print(profile_server(args.seconds, gc_only=args.gc))
         return 0
     rows = stages()
     for case, stage, micros in rows:
