@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from bench import pods, tools
+from bench import pods, rates, tools
 from bench.processes import free_port, http_status, wait_until
 
 # Runs in the server process: the CLI under a profiler, the report written on exit.
@@ -157,7 +157,7 @@ def profile_server(seconds: float, gc_only: bool = False) -> str:
             )
             steady: tools.LoadResult | None = None
             if gc_only:
-                steady = tools.steady(
+                steady = rates.steady(
                     hey,
                     url + "/mutate",
                     rate=200,

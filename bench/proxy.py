@@ -12,7 +12,7 @@
 
 Throughput: wrk, 32 connections, 2 threads. Latency: hey at a fixed 1,000
 requests/s (10 staggered one-worker ``hey`` streams of 100/s:
-``bench.tools.steady``). Each target is measured ``rounds`` times,
+``bench.rates.steady``). Each target is measured ``rounds`` times,
 alternating targets, and the least disturbed round is kept (highest
 throughput; lowest p99 at the fixed rate): other work on this shared machine
 otherwise decides the ratios.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import tools
+from bench import rates, tools
 from bench.errors import BenchError
 from bench.processes import Service, cpu_seconds, free_ports, wait_until
 from bench.report import Goal, Measure
@@ -233,7 +233,7 @@ def run(workdir: Path, quick: bool, paths: dict[str, str]) -> tuple[list[Measure
                 closed[name].append(result.with_cpu(cpu_seconds(owners[name]) - before))
             for name, url in targets.items():
                 fixed[name].append(
-                    tools.steady(
+                    rates.steady(
                         paths["hey"],
                         url,
                         rate=RATE,

@@ -14,7 +14,7 @@ does. Cases (``bench.pods``):
   so the cost of just receiving the body over TLS is visible.
 
 Throughput: ``hey -c 16`` for ``seconds``. Steady rate: 200/s from 8
-staggered one-worker ``hey`` streams (``bench.tools.steady``: evenly spread
+staggered one-worker ``hey`` streams (``bench.rates.steady``: evenly spread
 requests, not hey's synchronized bursts). Cases alternate within each round;
 the best round per case is kept (see ``bench.proxy``).
 """
@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from bench import pods, tools
+from bench import pods, rates, tools
 from bench.errors import BenchError
 from bench.processes import Service, cpu_seconds, free_port, rss_mib, wait_until
 from bench.report import Goal, Measure
@@ -187,7 +187,7 @@ def run(workdir: Path, quick: bool, paths: dict[str, str]) -> tuple[list[Measure
 
         def rate(case: Case) -> LoadResult:
             url = server.base + case.path
-            return tools.steady(
+            return rates.steady(
                 paths["hey"],
                 url,
                 rate=RATE,

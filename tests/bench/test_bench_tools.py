@@ -11,8 +11,9 @@ import pytest
 
 from bench import agents
 from bench.errors import BenchError
+from bench.rates import parse_hey_csv, percentile, summarize
 from bench.report import Goal, Measure, Report
-from bench.tools import parse_hey, parse_hey_csv, parse_wrk, percentile, summarize, wrk_command
+from bench.tools import parse_hey, parse_wrk, wrk_command
 
 SAMPLES = Path(__file__).parent / "samples"
 
