@@ -24,6 +24,17 @@ class Gone(SourceError):
     """HTTP 410 or a watch ERROR event with code 410: the resourceVersion is too old."""
 
 
+class NotFound(RetryableSourceError):
+    """HTTP 404: a wrong API URL or namespace path, or a resource not served (yet)."""
+
+
+def watch_socket_timeout(server_timeout: float) -> float:
+    """The client's read timeout for a watch: a little longer than the server's
+    ``timeoutSeconds``, so a healthy stream always ends on the server's side
+    and a silently dead one ends on ours (2 to 10 s later)."""
+    return server_timeout + min(10.0, max(2.0, server_timeout / 4))
+
+
 class KubeClient:
     def __init__(self, access: KubeAccess, timeout: float = 10.0) -> None:
         self.access = access
@@ -53,9 +64,11 @@ class KubeClient:
         finally:
             conn.close()
         try:
-            document: dict[str, Any] = json.loads(body)
+            document = json.loads(body)
         except ValueError as exc:
             raise RetryableSourceError(f"{self.access.api}{path}: answer is not JSON") from exc
+        if not isinstance(document, dict):
+            raise RetryableSourceError(f"{self.access.api}{path}: answer is not a JSON object")
         return document
 
     def watch(
@@ -63,7 +76,7 @@ class KubeClient:
     ) -> Iterator[dict[str, Any]]:
         """Yield watch events until the server ends the stream."""
         query = dict(params, watch="1", timeoutSeconds=str(int(server_timeout)))
-        response, conn = self._request(path, query, server_timeout + 10)
+        response, conn = self._request(path, query, watch_socket_timeout(server_timeout))
         try:
             while True:
                 try:
@@ -75,9 +88,11 @@ class KubeClient:
                 if not line.strip():
                     continue
                 try:
-                    event: dict[str, Any] = json.loads(line)
+                    event = json.loads(line)
                 except ValueError as exc:
                     raise RetryableSourceError(f"watch of {path}: bad event line") from exc
+                if not isinstance(event, dict):
+                    raise RetryableSourceError(f"watch of {path}: event is not a JSON object")
                 yield event
         finally:
             conn.close()
@@ -116,7 +131,9 @@ class KubeClient:
                 "get, list and watch on this resource in its namespace (see README, RBAC)"
             )
         if response.status == 404:
-            raise SourceError(f"{where}: 404 ({detail})")
+            raise NotFound(
+                f"{where}: 404 ({detail}); check SIDECAR_KUBE_API and SIDECAR_POD_NAMESPACE"
+            )
         raise RetryableSourceError(f"{where}: HTTP {response.status} ({detail})")
 
     def _token(self) -> str:

@@ -60,7 +60,11 @@ def run(settings: ConfigSettings, stop: StopEvent) -> int:
         return 0
 
     def readiness() -> tuple[bool, str]:
-        return (True, "ready") if syncer.synced else (False, f"first sync from {source} pending")
+        if syncer.synced:
+            return True, "ready"
+        if syncer.missing.value() == 1:
+            return False, f"{source} does not exist; no files yet"
+        return False, f"first sync from {source} pending"
 
     server = AgentServer(
         settings.agent_host, settings.agent_port, registry, readiness, stop.set

@@ -27,6 +27,13 @@ from sidecar.errors import RetryableSourceError, SourceError
 Files = dict[str, bytes]
 
 
+# A URL source's body is refused above this size, before it reaches the disk:
+# the config volume's sizeLimit is 16Mi, two generations coexist during a swap,
+# and exceeding a sizeLimit gets the pod evicted. (ConfigMaps and Secrets are
+# capped at 1 MiB by the API server.)
+MAX_BODY = 4 * 1024 * 1024
+
+
 class HttpSource:
     def __init__(self, url: str, file_name: str, timeout: float = 10.0) -> None:
         self.url = url
@@ -39,15 +46,19 @@ class HttpSource:
         self._host = parts.hostname or "localhost"
         self._port = parts.port or (443 if self._https else 80)
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._context = ssl.create_default_context() if self._https else None
+
+    def forget(self) -> None:
+        """Drop the validators, so the next fetch gets the whole body again
+        (after the last one could not be written)."""
+        self.etag = None
+        self.last_modified = None
 
     def fetch(self) -> Files | None:
         conn: http.client.HTTPConnection
         if self._https:
             conn = http.client.HTTPSConnection(
-                self._host,
-                self._port,
-                timeout=self.timeout,
-                context=ssl.create_default_context(),
+                self._host, self._port, timeout=self.timeout, context=self._context
             )
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
@@ -59,7 +70,7 @@ class HttpSource:
         try:
             conn.request("GET", self._path, headers=headers)
             response = conn.getresponse()
-            body = response.read()
+            body = response.read(MAX_BODY + 1)
         except (OSError, http.client.HTTPException) as exc:
             raise RetryableSourceError(f"{self.url} unreachable: {exc}") from exc
         finally:
@@ -67,12 +78,12 @@ class HttpSource:
         if response.status == 304:
             return None
         if response.status != 200:
-            error = (
-                RetryableSourceError
-                if response.status >= 500 or response.status == 429
-                else SourceError
+            raise _status_error(self.url, response.status)
+        if len(body) > MAX_BODY:
+            raise SourceError(
+                f"{self.url}: the body is larger than {MAX_BODY // (1024 * 1024)} MiB; "
+                "config files must fit twice into the config volume (sizeLimit 16Mi)"
             )
-            raise error(f"{self.url} answered HTTP {response.status}")
         length = response.getheader("Content-Length")
         if length is not None and length.isdigit() and int(length) != len(body):
             raise RetryableSourceError(
@@ -81,6 +92,19 @@ class HttpSource:
         self.etag = response.getheader("ETag")
         self.last_modified = response.getheader("Last-Modified")
         return {self.file_name: body}
+
+
+def _status_error(url: str, status: int) -> SourceError:
+    """Server trouble, rate limits and 404 (not published yet) are retried;
+    other answers need a fix, named in the message."""
+    if 300 <= status < 400:
+        return SourceError(
+            f"{url} answered HTTP {status} (a redirect); redirects are not followed: "
+            "set the source to the final URL"
+        )
+    if status >= 500 or status in (404, 408, 429):
+        return RetryableSourceError(f"{url} answered HTTP {status}")
+    return SourceError(f"{url} answered HTTP {status}")
 
 
 @dataclass(frozen=True)
@@ -104,12 +128,20 @@ class ObjectSource:
         self.resource_version: str | None = None
         self.lists = 0
 
+    def invalidate(self) -> None:
+        """Forget the resourceVersion: the next ``events()`` starts with a list
+        (after an event could not be written, so it is not lost)."""
+        self.resource_version = None
+
     def list(self) -> ObjectEvent:
         document = self.client.get(self.path, self.params)
-        self.lists += 1
-        self.resource_version = str(document.get("metadata", {}).get("resourceVersion", ""))
         items = document.get("items") or []
-        return ObjectEvent(self._files(items[0]) if items else None, relisted=self.lists > 1)
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise RetryableSourceError(f"list of {self.source}: 'items' is not a list of objects")
+        files = self._files(items[0]) if items else None
+        self.lists += 1
+        self.resource_version = str(_mapping(document.get("metadata")).get("resourceVersion", ""))
+        return ObjectEvent(files, relisted=self.lists > 1)
 
     def events(self, stop: threading.Event) -> Iterator[ObjectEvent]:
         """List, then watch, forever (until ``stop``); re-list on 410 Gone.
@@ -130,12 +162,12 @@ class ObjectSource:
             params["resourceVersion"] = self.resource_version
         for event in self.client.watch(self.path, params, self.watch_timeout):
             kind = event.get("type")
-            obj = event.get("object") or {}
+            obj = _mapping(event.get("object"))
             if kind == "ERROR":
                 if obj.get("code") == 410:
                     raise Gone(f"watch of {self.source}: {obj.get('message', '410 Gone')}")
                 raise RetryableSourceError(f"watch of {self.source}: {obj.get('message', obj)}")
-            version = (obj.get("metadata") or {}).get("resourceVersion")
+            version = _mapping(obj.get("metadata")).get("resourceVersion")
             if version:
                 self.resource_version = str(version)
             if kind in ("ADDED", "MODIFIED"):
@@ -146,14 +178,22 @@ class ObjectSource:
     def _files(self, obj: dict[str, Any]) -> Files:
         files: Files = {}
         if self.source.kind == "secret":
-            for key, value in (obj.get("data") or {}).items():
+            for key, value in _mapping(obj.get("data")).items():
                 try:
                     files[key] = base64.b64decode(value, validate=True)
-                except ValueError as exc:
+                except (ValueError, TypeError) as exc:
                     raise SourceError(f"{self.source}: key {key!r} is not base64") from exc
             return files
-        for key, value in (obj.get("data") or {}).items():
+        for key, value in _mapping(obj.get("data")).items():
             files[key] = str(value).encode()
-        for key, value in (obj.get("binaryData") or {}).items():
-            files[key] = base64.b64decode(value)
+        for key, value in _mapping(obj.get("binaryData")).items():
+            try:
+                files[key] = base64.b64decode(value, validate=True)
+            except (ValueError, TypeError) as exc:
+                raise SourceError(f"{self.source}: binaryData key {key!r} is not base64") from exc
         return files
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """A JSON object of an API answer, or {} for anything else (absent, null)."""
+    return value if isinstance(value, dict) else {}

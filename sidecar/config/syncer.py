@@ -18,7 +18,7 @@ from pathlib import Path
 from sidecar.backoff import Backoff, Deadline
 from sidecar.config.sources import Files, HttpSource, ObjectSource
 from sidecar.errors import OutputError, RetryableSourceError, SidecarError, SourceError
-from sidecar.files import write_file_set
+from sidecar.files import DATA_LINK, write_file_set
 from sidecar.lifecycle import StopEvent
 from sidecar.log import Logger
 from sidecar.metrics import Registry
@@ -35,6 +35,10 @@ class Syncer:
         self.log = log
         self.notifier = notifier
         self.synced = False
+        # Files already there (from the init container, or before a restart) may
+        # have been read by the app: changing them is a change for the app, even
+        # on this process's first sync.
+        self.app_may_have_read = (directory / DATA_LINK).is_dir()
         self.fetches = registry.counter("config_fetches_total", "Fetches by outcome", ("outcome",))
         self.changes = registry.counter("config_changes_total", "File set changes written")
         self.last_success = registry.gauge(
@@ -49,24 +53,32 @@ class Syncer:
 
     def apply(self, files: Files | None) -> bool:
         """Write ``files`` if they changed; True when the app was told."""
+        if files is None:
+            self.fetches.inc(outcome="missing")
+            self.last_success.set(time.time())
+            self.missing.set(1)
+            have = (self.directory / DATA_LINK).is_dir()
+            self.log.warning(
+                "source object missing; keeping the last files"
+                if have
+                else "source object missing; no files yet, not ready",
+                directory=str(self.directory),
+            )
+            # Ready only with files: a pod must not start on no configuration.
+            self.synced = self.synced or have
+            return False
+        changed = write_file_set(self.directory, files)
         self.fetches.inc(outcome="ok")
         self.last_success.set(time.time())
-        if files is None:
-            self.missing.set(1)
-            self.log.warning(
-                "source object missing; keeping the last files", directory=str(self.directory)
-            )
-            self.synced = True
-            return False
         self.missing.set(0)
-        changed = write_file_set(self.directory, files)
-        first = not self.synced
+        tell = changed and (self.synced or self.app_may_have_read)
         self.synced = True
+        self.app_may_have_read = True
         if not changed:
             return False
         self.changes.inc()
         self.log.info("config written", directory=str(self.directory), keys=sorted(files))
-        if self.notifier is not None and not first:
+        if self.notifier is not None and tell:
             return self.notifier.notify()
         return False
 
@@ -75,9 +87,12 @@ class Syncer:
         self.last_success.set(time.time())
         self.synced = True
 
-    def failed(self, error: SidecarError) -> None:
+    def failed(self, error: BaseException) -> None:
         self.fetches.inc(outcome="error")
-        self.log.warning("fetch failed", error=str(error))
+        if isinstance(error, SidecarError):
+            self.log.warning("sync failed", error=str(error))
+        else:  # a bug or an answer nobody anticipated: keep going, say what it was
+            self.log.error("sync failed unexpectedly", error=f"{type(error).__name__}: {error}")
 
 
 def run_url(source: HttpSource, syncer: Syncer, interval: float, stop: StopEvent) -> None:
@@ -85,15 +100,17 @@ def run_url(source: HttpSource, syncer: Syncer, interval: float, stop: StopEvent
     while not stop.is_set():
         try:
             files = source.fetch()
-        except (SourceError, OutputError) as exc:
+            if files is None:
+                syncer.unchanged()
+            else:
+                syncer.apply(files)
+        except Exception as exc:  # the loop must outlive any one failure
+            if isinstance(exc, OutputError) or not isinstance(exc, SidecarError):
+                source.forget()  # not written: fetch the whole body next time
             syncer.failed(exc)
             stop.wait(backoff.next())
             continue
         backoff.reset()
-        if files is None:
-            syncer.unchanged()
-        else:
-            syncer.apply(files)
         stop.wait(interval)
 
 
@@ -108,29 +125,30 @@ def run_object(source: ObjectSource, syncer: Syncer, stop: StopEvent) -> None:
                 backoff.reset()
                 if stop.is_set():
                     return
-        except (SourceError, OutputError) as exc:
+        except Exception as exc:  # the loop must outlive any one failure
+            if not isinstance(exc, RetryableSourceError):
+                # Not written, or not understood: list again rather than
+                # resume the watch past it.
+                source.invalidate()
             syncer.failed(exc)
             stop.wait(backoff.next())
 
 
 def sync_once(fetch: Fetch, syncer: Syncer, deadline: Deadline, stop: StopEvent) -> None:
-    """``--init``: one successful fetch and write, retried until the deadline."""
+    """``--init``: one successful fetch and write, retried until the deadline.
+    Failures that need a fix (a 403, a bad answer, a file that cannot be
+    written) end it at once."""
     backoff = Backoff(initial=0.2, maximum=5.0)
     last: SidecarError | None = None
     while not deadline.expired and not stop.is_set():
         try:
             files = fetch()
             if files is None:
-                raise SourceError("source object does not exist")
+                raise RetryableSourceError("the source object does not exist (yet)")
             syncer.apply(files)
             return
         except RetryableSourceError as exc:
             last = exc
             syncer.failed(exc)
-        except SourceError as exc:
-            last = exc
-            syncer.failed(exc)
-            if "404" not in str(exc) and "does not exist" not in str(exc):
-                raise
         stop.wait(min(backoff.next(), deadline.remaining()))
     raise SourceError(f"no configuration within the deadline: {last}")

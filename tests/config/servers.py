@@ -4,7 +4,12 @@
 answers conditional GETs with 304, like a static file server.
 ``FakeApiServer`` speaks the Kubernetes list/watch wire format (a JSON
 list, then newline-delimited watch events over a chunked response) from a
-script the test controls, including 410 Gone and dropped streams.
+script the test controls, including 410 Gone and dropped streams. It follows
+the API server's documented behaviour for what the agent uses: ``GET
+/api/v1/namespaces/NS/{configmaps|secrets}?fieldSelector=metadata.name=NAME``
+answers a List whose ``metadata.resourceVersion`` the watch starts from;
+``watch=1`` streams ``{"type", "object"}`` lines (ADDED, MODIFIED, DELETED,
+BOOKMARK, ERROR with a Status object) and ends after ``timeoutSeconds``.
 """
 
 from __future__ import annotations
@@ -50,16 +55,20 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer
 
 
 class ConfigServer:
-    def __init__(self, body: bytes = b"a: 1\n") -> None:
+    def __init__(self, body: bytes = b"a: 1\n", etag: bool = True) -> None:
         self.body = body
+        self.etag = etag
+        self.last_modified = formatdate(usegmt=True)
         self.fail_with: int | None = None
+        self.if_modified_since: list[str] = []
         self.requests = 0
         self.not_modified = 0
         self.lock = threading.Lock()
 
-    def set(self, body: bytes) -> None:
+    def set(self, body: bytes, last_modified: str | None = None) -> None:
         with self.lock:
             self.body = body
+            self.last_modified = last_modified or formatdate(usegmt=True)
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         state = self
@@ -68,17 +77,24 @@ class ConfigServer:
             def do_GET(self) -> None:
                 with state.lock:
                     state.requests += 1
-                    body, fail = state.body, state.fail_with
+                    body, fail, modified = state.body, state.fail_with, state.last_modified
+                    since = self.headers.get("If-Modified-Since")
+                    if since:
+                        state.if_modified_since.append(since)
                 if fail:
-                    self._reply(fail, b"broken")
+                    self._reply(fail, b"broken", {"Location": "/elsewhere"})
                     return
+                headers = {"Last-Modified": modified}
                 etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
-                if self.headers.get("If-None-Match") == etag:
+                if state.etag:
+                    headers["ETag"] = etag
+                match = self.headers.get("If-None-Match")
+                if (state.etag and match == etag) or (not match and since == modified):
                     with state.lock:
                         state.not_modified += 1
-                    self._reply(304, headers={"ETag": etag})
+                    self._reply(304, headers=headers)
                     return
-                self._reply(200, body, {"ETag": etag, "Last-Modified": formatdate(usegmt=True)})
+                self._reply(200, body, headers)
 
         return Handler
 
@@ -94,14 +110,18 @@ def configmap(name: str, version: int, data: dict[str, str]) -> dict[str, Any]:
 
 class FakeApiServer:
     """Lists answer with ``self.current``; each watch request takes the next
-    script from ``self.watches`` (a queue of lists of events; the string
-    "drop" closes the connection mid-stream without the final chunk)."""
+    script from ``self.watches``: a list of events, where the string "drop"
+    closes the connection mid-stream without the final chunk and "stall"
+    keeps it open, silent, until the test ends; or the string "410", which
+    answers the watch request itself with HTTP 410 Gone."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, resource: str = "configmaps") -> None:
         self.name = name
+        self.resource = resource
+        self.released = threading.Event()
         self.current: dict[str, Any] | None = None
         self.list_version = 1
-        self.watches: queue.Queue[list[Any]] = queue.Queue()
+        self.watches: queue.Queue[list[Any] | str] = queue.Queue()
         self.list_calls = 0
         self.watch_calls: list[dict[str, list[str]]] = []
         self.tokens: list[str] = []
@@ -115,16 +135,17 @@ class FakeApiServer:
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
                 state.tokens.append(self.headers.get("Authorization", ""))
-                assert url.path == "/api/v1/namespaces/ns/configmaps", url.path
+                assert url.path == f"/api/v1/namespaces/ns/{state.resource}", url.path
                 assert query["fieldSelector"] == [f"metadata.name={state.name}"]
                 if query.get("watch") == ["1"]:
                     state.watch_calls.append(query)
                     self._watch()
                     return
                 state.list_calls += 1
+                kind = "ConfigMapList" if state.resource == "configmaps" else "SecretList"
                 items = [state.current] if state.current else []
                 body = {
-                    "kind": "ConfigMapList",
+                    "kind": kind,
                     "items": items,
                     "metadata": {"resourceVersion": str(state.list_version)},
                 }
@@ -135,6 +156,16 @@ class FakeApiServer:
                     script = state.watches.get(timeout=5)
                 except queue.Empty:
                     script = []
+                if script == "410":
+                    status = {
+                        "kind": "Status",
+                        "status": "Failure",
+                        "reason": "Expired",
+                        "code": 410,
+                        "message": "too old resource version",
+                    }
+                    self._reply(410, json.dumps(status).encode())
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Transfer-Encoding", "chunked")
@@ -144,6 +175,10 @@ class FakeApiServer:
                         self.wfile.flush()
                         self.close_connection = True
                         self.connection.shutdown(2)
+                        return
+                    if event == "stall":
+                        state.released.wait(30)
+                        self.close_connection = True
                         return
                     line = json.dumps(event).encode() + b"\n"
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))

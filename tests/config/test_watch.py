@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from sidecar.config.settings import load
 from sidecar.files import read_file_set
 from sidecar.lifecycle import StopEvent
 from tests.config.servers import FakeApiServer, configmap, serve
-from tests.support import ReloadApp, free_port, wait_for
+from tests.support import ReloadApp, free_port, http_status, wait_for
 
 
 @pytest.fixture
@@ -22,6 +23,7 @@ def api() -> Iterator[tuple[FakeApiServer, str]]:
     state.current = configmap("app-config", 1, {"app.yaml": "v: 1\n"})
     with serve(state.handler()) as server:
         yield state, f"http://127.0.0.1:{server.server_address[1]}"
+        state.released.set()
 
 
 @pytest.fixture
@@ -30,46 +32,75 @@ def app() -> Iterator[tuple[ReloadApp, str]]:
         yield reload_app, reload_app.url
 
 
+class Agent:
+    """The refresher in a thread of the test, against ``api_url``."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        api_url: str,
+        reload_url: str,
+        source: str = "configmap:app-config",
+        interval: str = "30s",
+        directory: Path | None = None,
+    ) -> None:
+        self.root = directory or tmp_path / "cfg"
+        self.token = tmp_path / "token"
+        self.token.write_text("token-1\n")
+        self.port = free_port()
+        settings = load(
+            [
+                "--source",
+                source,
+                "--dir",
+                str(self.root),
+                "--namespace",
+                "ns",
+                "--kube-api",
+                api_url,
+                "--kube-token-file",
+                str(self.token),
+                "--reload",
+                reload_url,
+                "--agent-addr",
+                f"127.0.0.1:{self.port}",
+                "--interval",
+                interval,
+                "--log-level",
+                "error",
+            ],
+            environ={},
+        )
+        self.stop = StopEvent()
+        self.thread = threading.Thread(target=run, args=(settings, self.stop), daemon=True)
+
+    def __enter__(self) -> Agent:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+    def ready(self) -> int:
+        return http_status(f"http://127.0.0.1:{self.port}/ready")
+
+
 @pytest.fixture
-def agent(tmp_path: Path, api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str]):
-    token = tmp_path / "token"
-    token.write_text("token-1\n")
-    settings = load(
-        [
-            "--source",
-            "configmap:app-config",
-            "--dir",
-            str(tmp_path / "cfg"),
-            "--namespace",
-            "ns",
-            "--kube-api",
-            api[1],
-            "--kube-token-file",
-            str(token),
-            "--reload",
-            app[1],
-            "--agent-addr",
-            f"127.0.0.1:{free_port()}",
-            "--interval",
-            "30s",
-            "--log-level",
-            "error",
-        ],
-        environ={},
-    )
-    stop = StopEvent()
-    thread = threading.Thread(target=run, args=(settings, stop), daemon=True)
-    thread.start()
-    yield tmp_path / "cfg", token
-    stop.set()
-    thread.join(timeout=10)
+def agent(
+    tmp_path: Path, api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str]
+) -> Iterator[tuple[Path, Path]]:
+    with Agent(tmp_path, api[1], app[1]) as running:
+        yield running.root, running.token
 
 
 def files(root: Path) -> dict[str, bytes]:
     return read_file_set(root)
 
 
-def test_list_then_watch_modified_added_deleted_and_bookmark(api, app, agent) -> None:
+def test_list_then_watch_modified_deleted_and_bookmark(
+    api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str], agent: tuple[Path, Path]
+) -> None:
     server, _ = api
     reloads, _ = app
     root, _ = agent
@@ -86,6 +117,7 @@ def test_list_then_watch_modified_added_deleted_and_bookmark(api, app, agent) ->
     wait_for(lambda: reloads.calls == 1, what="one reload")
     assert server.watch_calls[0]["resourceVersion"] == ["1"]
     assert server.watch_calls[0]["allowWatchBookmarks"] == ["true"]
+    assert server.watch_calls[0]["timeoutSeconds"] == ["30"]
     assert server.tokens[0] == "Bearer token-1"
     # The stream ended (server timeout): the next watch resumes from the last version.
     server.watches.put(
@@ -102,7 +134,9 @@ def test_list_then_watch_modified_added_deleted_and_bookmark(api, app, agent) ->
     assert server.list_calls == 1
 
 
-def test_410_gone_relists_without_a_spurious_reload(api, app, agent) -> None:
+def test_410_gone_relists_without_a_spurious_reload(
+    api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str], agent: tuple[Path, Path]
+) -> None:
     server, _ = api
     reloads, _ = app
     root, token = agent
@@ -129,7 +163,9 @@ def test_410_gone_relists_without_a_spurious_reload(api, app, agent) -> None:
     assert reloads.calls == 0
 
 
-def test_dropped_stream_resumes_from_the_last_version(api, app, agent) -> None:
+def test_dropped_stream_resumes_from_the_last_version(
+    api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str], agent: tuple[Path, Path]
+) -> None:
     server, _ = api
     reloads, _ = app
     root, _ = agent
@@ -144,3 +180,121 @@ def test_dropped_stream_resumes_from_the_last_version(api, app, agent) -> None:
     assert server.watch_calls[1]["resourceVersion"] == ["3"]
     assert server.list_calls == 1
     assert reloads.calls == 1
+
+
+def test_410_on_the_watch_request_itself_relists(
+    api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str], agent: tuple[Path, Path]
+) -> None:
+    server, _ = api
+    reloads, _ = app
+    root, _ = agent
+    server.list_version = 50
+    server.current = configmap("app-config", 50, {"app.yaml": "v: 1\n"})
+    server.watches.put("410")
+    wait_for(lambda: server.list_calls == 2, what="re-list after HTTP 410")
+    wait_for(lambda: len(server.watch_calls) >= 2, what="watch after re-list")
+    assert server.watch_calls[1]["resourceVersion"] == ["50"]
+    assert files(root) == {"app.yaml": b"v: 1\n"}
+    assert reloads.calls == 0
+
+
+def test_missing_object_is_not_ready_until_added(
+    tmp_path: Path, api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str]
+) -> None:
+    server, url = api
+    reloads, reload_url = app
+    server.current = None
+    with Agent(tmp_path, url, reload_url) as agent:
+        wait_for(lambda: server.list_calls == 1 and server.watch_calls, what="list, then watch")
+        assert agent.ready() == 503
+        assert files(agent.root) == {}
+        server.watches.put(
+            [{"type": "ADDED", "object": configmap("app-config", 2, {"k": "created"})}]
+        )
+        wait_for(lambda: agent.ready() == 200, what="ready once the object exists")
+        assert files(agent.root) == {"k": b"created"}
+        assert reloads.calls == 0  # the app had no files to reload from
+        # Deleted, then created again with other data: the files follow, one reload.
+        server.watches.put(
+            [
+                {"type": "DELETED", "object": configmap("app-config", 3, {"k": "created"})},
+                {"type": "ADDED", "object": configmap("app-config", 4, {"k": "again"})},
+            ]
+        )
+        wait_for(lambda: files(agent.root) == {"k": b"again"}, what="re-created object")
+        wait_for(lambda: reloads.calls == 1, what="one reload")
+        assert agent.ready() == 200
+
+
+def test_a_silent_watch_is_ended_by_the_client_timeout_and_resumed(
+    tmp_path: Path, api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str]
+) -> None:
+    """The server keeps the stream open past its timeoutSeconds and says
+    nothing (a dead proxy, a lost FIN): the client's read timeout ends it."""
+    server, url = api
+    reloads, reload_url = app
+    server.watches.put(["stall"])
+    with Agent(tmp_path, url, reload_url, interval="1s") as agent:
+        wait_for(lambda: len(server.watch_calls) == 1, what="first watch")
+        assert server.watch_calls[0]["timeoutSeconds"] == ["1"]
+        wait_for(lambda: len(server.watch_calls) >= 2, timeout=15, what="a new watch")
+        assert server.watch_calls[1]["resourceVersion"] == ["1"]
+        assert server.list_calls == 1
+        assert files(agent.root) == {"app.yaml": b"v: 1\n"}
+        assert reloads.calls == 0
+
+
+def test_secret_source_decodes_base64(tmp_path: Path, app: tuple[ReloadApp, str]) -> None:
+    reloads, reload_url = app
+    state = FakeApiServer("db", resource="secrets")
+    state.current = {
+        "kind": "Secret",
+        "metadata": {"name": "db", "resourceVersion": "7"},
+        "type": "Opaque",
+        "data": {"password": base64.b64encode(b"s3cr\x00t").decode()},
+    }
+    with serve(state.handler()) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with Agent(tmp_path, url, reload_url, source="secret:db") as agent:
+            wait_for(lambda: agent.ready() == 200, what="ready")
+            assert files(agent.root) == {"password": b"s3cr\x00t"}
+            assert (agent.root / "password").stat().st_mode & 0o777 == 0o444
+        state.released.set()
+    assert reloads.calls == 0
+
+
+def test_a_failed_write_is_retried_by_listing_again(
+    tmp_path: Path, api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str]
+) -> None:
+    """The list arrives but the files cannot be written (here the directory is
+    a file): the agent must not resume the watch past that content."""
+    server, url = api
+    reloads, reload_url = app
+    blocked = tmp_path / "cfg"
+    blocked.write_text("not a directory")
+    with Agent(tmp_path, url, reload_url) as agent:
+        wait_for(lambda: server.list_calls >= 2, timeout=15, what="a second list")
+        assert agent.ready() == 503
+        blocked.unlink()
+        wait_for(lambda: files(agent.root) == {"app.yaml": b"v: 1\n"}, timeout=15, what="write")
+        wait_for(lambda: agent.ready() == 200, what="ready")
+    assert reloads.calls == 0
+
+
+def test_undecodable_content_is_skipped_and_listed_again(
+    api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str], agent: tuple[Path, Path]
+) -> None:
+    server, _ = api
+    reloads, _ = app
+    root, _ = agent
+    broken = configmap("app-config", 2, {})
+    broken["binaryData"] = {"blob": "%%% not base64 %%%"}
+    server.watches.put([{"type": "MODIFIED", "object": broken}])
+    wait_for(lambda: server.list_calls == 2, timeout=15, what="re-list after a bad event")
+    wait_for(lambda: len(server.watch_calls) >= 2, what="watching again")
+    assert files(root) == {"app.yaml": b"v: 1\n"}
+    server.watches.put(
+        [{"type": "MODIFIED", "object": configmap("app-config", 3, {"app.yaml": "v: 2\n"})}]
+    )
+    wait_for(lambda: files(root) == {"app.yaml": b"v: 2\n"}, what="next good event")
+    wait_for(lambda: reloads.calls == 1, what="one reload")
