@@ -206,7 +206,7 @@ def _build_kubernetes(missing: list[str]) -> None:
     log = work / "build.log"
     _say(
         f"building {', '.join(missing)} {version} from Go modules: first run only, "
-        f"about 15-25 minutes on 2 cores (log: {log})"
+        f"several minutes (about 7 on 2 cores with empty Go caches; log: {log})"
     )
     (work / "go.mod").write_text("module sidecar-injector.e2e/kubernetes\n\ngo 1.26\n")
     upstream = _upstream_go_mod("k8s.io/kubernetes", version, work)
