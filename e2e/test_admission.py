@@ -196,14 +196,17 @@ def test_job_pods_are_injected(
 # --- what kubectl shows -------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("annotation", "value"), [("proxy-inbound-port", "99999"), ("proxy-timeout", "soon")]
+)
 def test_invalid_annotation_is_denied_with_our_message(
-    kubectl: str, kube: Kube, namespace: str, tmp_path: Path
+    kubectl: str, kube: Kube, namespace: str, tmp_path: Path, annotation: str, value: str
 ) -> None:
-    manifest = make_pod("bad", INJECT | {PREFIX + "proxy-inbound-port": "99999"})
+    manifest = make_pod("bad", INJECT | {PREFIX + annotation: value})
     result = kubectl_run(kubectl, "create", "-n", namespace, manifest=manifest, tmp_path=tmp_path)
     assert result.returncode != 0, result.stdout
     assert "denied the request" in result.stderr, result.stderr
-    assert f"annotation {PREFIX}proxy-inbound-port: '99999' is not valid" in result.stderr
+    assert f"annotation {PREFIX}{annotation}: '{value}' is not valid" in result.stderr
     assert "expected " in result.stderr
     assert "Traceback" not in result.stderr
     assert kube.get(f"{pods(namespace)}/bad").status == 404
