@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import kubelet
-from tests.config.servers import ConfigServer, serve
+from tests.config.servers import ConfigServer, FakeApiServer, configmap, serve
 from tests.support import free_port, http_status, wait_for
 
 SIDECAR = [sys.executable, "-m", "sidecar", "config"]
@@ -26,7 +26,7 @@ def config() -> Iterator[tuple[ConfigServer, str]]:
         yield state, f"http://127.0.0.1:{server.server_address[1]}/app.yaml"
 
 
-def test_init_writes_once_and_exits_zero(tmp_path: Path, config) -> None:
+def test_init_writes_once_and_exits_zero(tmp_path: Path, config: tuple[ConfigServer, str]) -> None:
     _, url = config
     result = subprocess.run(
         [*SIDECAR, "--init", "--source", url, "--dir", str(tmp_path / "c"), "--file", "app.yaml"],
@@ -89,7 +89,9 @@ while True:
 """
 
 
-def test_change_reloads_a_process_by_signal_once(tmp_path: Path, config) -> None:
+def test_change_reloads_a_process_by_signal_once(
+    tmp_path: Path, config: tuple[ConfigServer, str]
+) -> None:
     state, url = config
     hups = tmp_path / "hups"
     app = subprocess.Popen([sys.executable, "-c", COUNTER, str(hups)])
@@ -131,7 +133,9 @@ ok, why = kubelet.available()
 
 
 @pytest.mark.skipif(not ok, reason=why)
-def test_runs_like_a_kubelet_and_another_user_reads_the_files(tmp_path: Path, config) -> None:
+def test_runs_like_a_kubelet_and_another_user_reads_the_files(
+    tmp_path: Path, config: tuple[ConfigServer, str]
+) -> None:
     _, url = config
     with kubelet.Pod(tmp_path / "pod") as pod:
         init = pod.run(
@@ -153,3 +157,97 @@ def test_runs_like_a_kubelet_and_another_user_reads_the_files(tmp_path: Path, co
         assert reader.returncode == 0, reader.stderr
         assert reader.stdout == "greeting: hello\n"
         assert os.access(written, os.R_OK)
+
+
+def test_init_of_a_configmap_names_the_source_when_the_api_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    api = f"http://127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [
+            *SIDECAR,
+            "--init",
+            "--source",
+            "configmap:app-config",
+            "--namespace",
+            "ns",
+            "--kube-api",
+            api,
+            "--kube-token-file",
+            str(token),
+            "--dir",
+            str(tmp_path / "c"),
+            "--deadline",
+            "1s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("sidecar config: config source configmap:app-config: no configuration")
+    assert f"API server {api} unreachable" in last
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.parametrize("kind", ["url", "configmap"])
+def test_the_refresher_stays_within_30_mib_rss(
+    tmp_path: Path, config: tuple[ConfigServer, str], kind: str
+) -> None:
+    """The issue's budget: <= 30 MiB RSS after a sync (stdlib only)."""
+    _, url = config
+    api = FakeApiServer("app-config")
+    api.current = configmap("app-config", 1, {"app.yaml": "v: 1\n", "b": "2"})
+    port = free_port()
+    token = tmp_path / "token"
+    token.write_text("t")
+    with serve(api.handler()) as api_server:
+        source = (
+            ["--source", url]
+            if kind == "url"
+            else [
+                "--source",
+                "configmap:app-config",
+                "--namespace",
+                "ns",
+                "--kube-api",
+                f"http://127.0.0.1:{api_server.server_address[1]}",
+                "--kube-token-file",
+                str(token),
+            ]
+        )
+        agent = subprocess.Popen(
+            [
+                *SIDECAR,
+                *source,
+                "--dir",
+                str(tmp_path / "c"),
+                "--interval",
+                "1s",
+                "--reload",
+                "http://127.0.0.1:9/-/reload",
+                "--agent-addr",
+                f"127.0.0.1:{port}",
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: http_status(f"http://127.0.0.1:{port}/ready") == 200, what="ready")
+            http_status(f"http://127.0.0.1:{port}/metrics")
+            rss = _rss_kib(agent.pid)
+            print(f"sidecar config ({kind}) VmRSS after a sync: {rss / 1024:.1f} MiB")
+            assert rss <= 30 * 1024, f"{rss} KiB"
+        finally:
+            api.released.set()
+            agent.terminate()
+            agent.wait(timeout=10)
