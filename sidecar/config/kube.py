@@ -55,8 +55,12 @@ class KubeClient:
                     "SIDECAR_KUBE_CA_FILE to a readable PEM bundle"
                 ) from exc
 
-    def get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
-        response, conn = self._request(path, params, self.timeout)
+    def get(
+        self, path: str, params: Mapping[str, str], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """GET one JSON object; ``timeout`` (socket, per operation) defaults to
+        the client's."""
+        response, conn = self._request(path, params, timeout or self.timeout)
         try:
             body = response.read()
         except OSError as exc:

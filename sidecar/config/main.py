@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
 
 def _lister(source: ObjectSource | None) -> Fetch:
     assert source is not None
-    return lambda: source.list().files
+    return lambda timeout: source.list(timeout).files
 
 
 def run(settings: ConfigSettings, stop: StopEvent) -> int:

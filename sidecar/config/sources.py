@@ -54,14 +54,17 @@ class HttpSource:
         self.etag = None
         self.last_modified = None
 
-    def fetch(self) -> Files | None:
+    def fetch(self, timeout: float | None = None) -> Files | None:
+        """The body as ``{file_name: body}``, or None when unchanged (304).
+        ``timeout`` (socket, per operation) defaults to the source's."""
+        timeout = timeout or self.timeout
         conn: http.client.HTTPConnection
         if self._https:
             conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=self._context
+                self._host, self._port, timeout=timeout, context=self._context
             )
         else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         headers = {"User-Agent": "sidecar-config"}
         if self.etag:
             headers["If-None-Match"] = self.etag
@@ -133,8 +136,8 @@ class ObjectSource:
         (after an event could not be written, so it is not lost)."""
         self.resource_version = None
 
-    def list(self) -> ObjectEvent:
-        document = self.client.get(self.path, self.params)
+    def list(self, timeout: float | None = None) -> ObjectEvent:
+        document = self.client.get(self.path, self.params, timeout)
         items = document.get("items") or []
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise RetryableSourceError(f"list of {self.source}: 'items' is not a list of objects")

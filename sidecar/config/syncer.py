@@ -24,7 +24,8 @@ from sidecar.log import Logger
 from sidecar.metrics import Registry
 from sidecar.reload import Notifier
 
-Fetch = Callable[[], Files | None]
+# One fetch for ``--init``, given the socket timeout left by the deadline.
+Fetch = Callable[[float], Files | None]
 
 
 class Syncer:
@@ -142,7 +143,7 @@ def sync_once(fetch: Fetch, syncer: Syncer, deadline: Deadline, stop: StopEvent)
     last: SidecarError | None = None
     while not deadline.expired and not stop.is_set():
         try:
-            files = fetch()
+            files = fetch(max(0.1, min(10.0, deadline.remaining())))
             if files is None:
                 raise RetryableSourceError("the source object does not exist (yet)")
             syncer.apply(files)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,6 +58,27 @@ def test_init_with_unreachable_source_fails_within_its_deadline(tmp_path: Path) 
     assert "unreachable" in last
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_init_against_a_silent_server_ends_at_its_deadline(tmp_path: Path) -> None:
+    """The server accepts connections and never answers: each request's
+    timeout is what is left of the deadline, not the usual 10 s."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes handshakes; nobody reads
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/app.yaml"
+        started = time.monotonic()
+        result = subprocess.run(
+            [*SIDECAR, "--init", "--source", url, "--dir", str(tmp_path / "c"), "--deadline", "1s"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed < 6, elapsed  # deadline 1s + interpreter start; 10s+ without the cap
+    assert "timed out" in result.stderr.strip().splitlines()[-1]
 
 
 def test_bad_value_exits_2_with_one_line(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,3 +299,53 @@ def test_undecodable_content_is_skipped_and_listed_again(
     )
     wait_for(lambda: files(root) == {"app.yaml": b"v: 2\n"}, what="next good event")
     wait_for(lambda: reloads.calls == 1, what="one reload")
+
+
+def test_reader_never_sees_a_mixed_set_across_1000_watched_updates(
+    tmp_path: Path, api: tuple[FakeApiServer, str], app: tuple[ReloadApp, str]
+) -> None:
+    """1,000 MODIFIED events, each setting keys a and b to the same value,
+    through list/watch into the directory; an app-like reader resolves
+    ``..data`` once per read (the kubelet volume protocol) and must always
+    find a == b. Every change reloads the app exactly once."""
+    server, url = api
+    reloads, reload_url = app
+    server.current = configmap("app-config", 1, {"a": "0", "b": "0"})
+    server.watches.put(
+        [
+            {
+                "type": "MODIFIED",
+                "object": configmap("app-config", 1 + i, {"a": str(i), "b": str(i)}),
+            }
+            for i in range(1, 1001)
+        ]
+    )
+    stop = threading.Event()
+    mixed: list[tuple[bytes, bytes]] = []
+    reads = 0
+
+    def reader(root: Path) -> None:
+        nonlocal reads
+        while not stop.is_set():
+            try:
+                data = root / os.readlink(root / "..data")
+                pair = ((data / "a").read_bytes(), (data / "b").read_bytes())
+            except FileNotFoundError:
+                continue  # the generation was replaced under us: read again
+            reads += 1
+            if pair[0] != pair[1]:
+                mixed.append(pair)
+
+    with Agent(tmp_path, url, reload_url) as agent:
+        wait_for(lambda: agent.ready() == 200, what="first sync")
+        thread = threading.Thread(target=reader, args=(agent.root,))
+        thread.start()
+        try:
+            wait_for(lambda: files(agent.root) == {"a": b"1000", "b": b"1000"}, timeout=60)
+        finally:
+            stop.set()
+            thread.join()
+        wait_for(lambda: reloads.calls == 1000, what="1,000 reloads")
+    assert mixed == []
+    assert reads > 100
+    assert reloads.calls == 1000
