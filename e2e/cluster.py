@@ -530,10 +530,32 @@ def down(state_dir: Path) -> int:
     return 0
 
 
+RUN_PREFIX = "sidecar-e2e-cluster-"
+RUN_OWNER = "owner.pid"
+
+
+def _remove_orphaned_run_dirs() -> None:
+    """State directories of `run`s that were SIGKILLed (their processes died
+    with them through PDEATHSIG; only the directory, ~120 MB of etcd data, stays)."""
+    for directory in Path(tempfile.gettempdir()).glob(RUN_PREFIX + "*"):
+        try:
+            owner = int((directory / RUN_OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # being created right now, or not ours
+        try:
+            cmdline = Path(f"/proc/{owner}/cmdline").read_bytes()
+        except OSError:
+            cmdline = b""
+        if not _alive(owner) or b"e2e.cluster" not in cmdline:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def run(command: list[str]) -> int:
     if not command:
         raise SystemExit("usage: python -m e2e.cluster run -- COMMAND [ARGS...]")
-    state_dir = Path(tempfile.mkdtemp(prefix="sidecar-e2e-cluster-"))
+    _remove_orphaned_run_dirs()
+    state_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
+    (state_dir / RUN_OWNER).write_text(str(os.getpid()))
     plane = ControlPlane(state_dir, detach=False)
     child: subprocess.Popen[bytes] | None = None
     returncode = 1
