@@ -45,15 +45,28 @@ class KubeClient:
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
         self._context: ssl.SSLContext | None = None
+        self._ca_stamp: tuple[int, int] | None = None
         if self._https:
-            cafile = str(access.ca_file) if access.ca_file else None
-            try:
-                self._context = ssl.create_default_context(cafile=cafile)
-            except OSError as exc:
+            self._ssl_context()
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """The TLS context, rebuilt when the CA file changes (the kubelet
+        updates ``ca.crt`` in place when the cluster CA rotates)."""
+        ca = self.access.ca_file
+        try:
+            stat = ca.stat() if ca else None
+            stamp = (stat.st_mtime_ns, stat.st_size) if stat else None
+            if self._context is None or stamp != self._ca_stamp:
+                self._context = ssl.create_default_context(cafile=str(ca) if ca else None)
+                self._ca_stamp = stamp
+        except (OSError, ssl.SSLError) as exc:
+            if self._context is None:
                 raise SourceError(
-                    f"API server CA {access.ca_file}: {exc.strerror or exc}; set "
+                    f"API server CA {ca}: {getattr(exc, 'strerror', None) or exc}; set "
                     "SIDECAR_KUBE_CA_FILE to a readable PEM bundle"
                 ) from exc
+            # mid-rotation (a partial file): keep the last good context
+        return self._context
 
     def get(
         self, path: str, params: Mapping[str, str], timeout: float | None = None
@@ -107,7 +120,7 @@ class KubeClient:
         conn: http.client.HTTPConnection
         if self._https:
             conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=timeout, context=self._context
+                self._host, self._port, timeout=timeout, context=self._ssl_context()
             )
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
@@ -119,6 +132,13 @@ class KubeClient:
         try:
             conn.request("GET", url, headers=headers)
             response = conn.getresponse()
+        except ssl.SSLCertVerificationError as exc:
+            conn.close()
+            raise RetryableSourceError(
+                f"API server {self.access.api}: {exc.verify_message or exc}; "
+                f"its certificate must be signed by a CA in {self.access.ca_file} "
+                "(SIDECAR_KUBE_CA_FILE)"
+            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise RetryableSourceError(f"API server {self.access.api} unreachable: {exc}") from exc
