@@ -58,6 +58,7 @@ class Measure:
     goal: Goal | None = None
     note: str = ""
     baseline_unit: str | None = None  # when it differs (e.g. req/s for reviews/s)
+    void: str = ""  # why the goal cannot be judged from this run (then met is None)
 
     @property
     def ratio(self) -> float | None:
@@ -73,7 +74,7 @@ class Measure:
 
     @property
     def met(self) -> bool | None:
-        if self.goal is None or self.value is None:
+        if self.goal is None or self.value is None or self.void:
             return None
         return self.goal.met(self.value, self.baseline)
 
@@ -117,6 +118,8 @@ def versus(m: Measure) -> str:
 
 
 def status(m: Measure) -> str:
+    if m.goal is not None and m.void:
+        return "not judged"
     met = m.met
     if met is None:
         return "" if m.goal is None else "n/a"

@@ -128,6 +128,23 @@ def test_goals_compare_ratio_maximum_and_added_latency() -> None:
     assert added.met(2.6, 1.5) is False
 
 
+def test_a_void_measure_is_not_judged() -> None:
+    m = Measure(
+        "webhook",
+        "k",
+        "l",
+        350.0,
+        "req/s",
+        baseline=358.0,
+        goal=Goal(">= 60%", "ratio_min", 0.6),
+        void="capped by delayed ACKs",
+    )
+    assert m.met is None
+    report = Report()
+    report.add(m)
+    assert "not judged" in report.text()
+
+
 def test_report_names_baseline_ratio_goal_and_status(tmp_path: Path) -> None:
     report = Report()
     report.load["webhook"] = 0.5
