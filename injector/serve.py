@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import ipaddress
 import logging
@@ -158,7 +159,10 @@ def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before uvicorn starts, so port 0 gives an
     ephemeral port that can be printed (and handed to the operator via ``ctx.port``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections
+    # only when the listening socket says TCP, and without it Nagle + delayed
+    # ACK add ~40 ms to every answer uvicorn writes in two parts.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -187,6 +191,11 @@ async def serve(
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
+    # Everything loaded so far (FastAPI, pydantic, the settings) lives as long
+    # as the process: keep it out of the collector's full passes, which
+    # otherwise pause the event loop for tens of ms (p99 at 200 reviews/s).
+    gc.collect()
+    gc.freeze()
     task: asyncio.Task[None] | None = None
     if operator is not None:
         task = asyncio.ensure_future(operator(ctx))
