@@ -12,6 +12,7 @@ import re
 from urllib.parse import urlsplit
 
 from sidecar.units import parse_retry_on as agent_parse_retry_on
+from sidecar.units import parse_upstream_url as agent_parse_upstream_url
 
 UPSTREAM_HELP = "an http:// or https:// URL with host and optional port, e.g. http://payments:8080"
 SOURCE_HELP = "an http(s):// URL, 'configmap:NAME' or 'secret:NAME'"
@@ -22,21 +23,8 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def parse_upstream(text: str) -> str:
-    value = text.strip()
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not {UPSTREAM_HELP}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{text!r} has a path or query; give only scheme, host and port")
-    if parts.username or parts.password:
-        raise ValueError(f"{text!r} has credentials; the proxy does not send them")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{text!r} has an invalid port; use {UPSTREAM_HELP}") from None
-    if port == 0:
-        raise ValueError(f"{text!r} has port 0; use a port from 1 to 65535")
-    return value
+    """The agent's own check (``sidecar.units``)."""
+    return agent_parse_upstream_url(text)[0]
 
 
 def parse_retry_on(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -122,3 +123,26 @@ def parse_retry_on(text: str) -> tuple[str, ...]:
         detail = f" (unknown: {', '.join(map(repr, unknown))})" if unknown else ""
         raise ValueError(f"{text!r} is not {RETRY_ON_HELP}{detail}")
     return items
+
+
+UPSTREAM_HELP = "an http:// or https:// URL such as http://payments:8080 or https://api.example.com"
+
+
+def parse_upstream_url(text: str) -> tuple[str, str, str, int]:
+    """``(url, scheme, host, port)`` of a proxy upstream: scheme, host and
+    optional port only, as the injector and the agent both require."""
+    value = text.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not {UPSTREAM_HELP}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{text!r} has a path or query; give only scheme, host and port")
+    if parts.username or parts.password:
+        raise ValueError(f"{text!r} has credentials; the proxy does not send them")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} has an invalid port; use {UPSTREAM_HELP}") from None
+    if port == 0:
+        raise ValueError(f"{text!r} has port 0; use a port from 1 to 65535")
+    return value, parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)

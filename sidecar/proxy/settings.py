@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from sidecar.errors import UsageError
 from sidecar.options import ArgumentParser, convert, flag
@@ -28,6 +27,7 @@ from sidecar.units import (
     parse_positive_int,
     parse_rate,
     parse_retry_on,
+    parse_upstream_url,
 )
 
 T = TypeVar("T")
@@ -272,23 +272,7 @@ def _choice(choices: Sequence[str]) -> Callable[[str], str]:
 
 
 def parse_upstream(text: str) -> Upstream:
-    value = text.strip()
-    accepted = "an http:// or https:// URL such as http://payments:8080 or https://api.example.com"
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not {accepted}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{text!r} has a path or query; give only scheme, host and port")
-    if parts.username or parts.password:
-        raise ValueError(f"{text!r} has credentials; the proxy does not send them")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{text!r} has an invalid port; use {accepted}") from None
-    if port == 0:
-        raise ValueError(f"{text!r} has port 0; use a port from 1 to 65535")
-    default = 443 if parts.scheme == "https" else 80
-    return Upstream(value, parts.scheme, parts.hostname, port or default)
+    return Upstream(*parse_upstream_url(text))
 
 
 def parse_concurrency(text: str) -> int:
