@@ -1,7 +1,11 @@
 # The verbs a user types. `make demo` and `make test` work on a fresh machine:
-# both install what they need first.
-PYTHON ?= python3
-PIP ?= $(PYTHON) -m pip
+# both install what they need first, into the project's own virtual
+# environment (.venv): nothing outside the checkout and the user's caches
+# changes. BASE_PYTHON picks the interpreter that creates it (3.11+).
+BASE_PYTHON ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PIP := $(PYTHON) -m pip
 STAMP := .make/installed
 
 .PHONY: install test test-unit check lint typecheck layering golden demo bench \
@@ -9,7 +13,11 @@ STAMP := .make/installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(PYTHON):
+	$(BASE_PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PYTHON)
+	@echo "make: installing the project and its test tools into $(VENV)"
 	$(PIP) install --quiet --disable-pip-version-check -e '.[sidecar,test,dev]'
 	@mkdir -p .make && touch $(STAMP)
 
@@ -49,7 +57,7 @@ bench: install
 cluster-up: install
 	$(PYTHON) -m e2e.cluster up
 
-cluster-down:
+cluster-down: install
 	$(PYTHON) -m e2e.cluster down
 
 ## e2e-local: start a local control plane, run e2e/ against it, stop it.
@@ -60,8 +68,8 @@ e2e-local: install
 e2e: install
 	$(PYTHON) -m pytest -q e2e
 
-e2e-kind:
-	./e2e/kind.sh
+e2e-kind: install
+	PYTHON=$(PYTHON) ./e2e/kind.sh
 
 images:
 	./images/build.sh
