@@ -7,6 +7,8 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 STAMP := .make/installed
+# -rs: the reason of every skipped test in the summary.
+PYTEST := $(PYTHON) -m pytest -q -rs
 
 .PHONY: install test test-unit check lint typecheck layering golden demo bench \
         cluster-up cluster-down e2e e2e-local e2e-kind images clean
@@ -24,32 +26,33 @@ $(STAMP): pyproject.toml | $(PYTHON)
 ## test: the whole suite: unit, golden, real-process integration, and the e2e
 ## suite against a local control plane (built on first use, cached in ~/.cache).
 test: install
-	$(PYTHON) -m pytest -q tests
+	$(PYTEST) tests
 	$(MAKE) --no-print-directory e2e-local
 
 ## test-unit: everything that needs no API server.
 test-unit: install
-	$(PYTHON) -m pytest -q tests
+	$(PYTEST) tests
 
 check: install lint typecheck layering
 
-lint:
+lint: install
 	$(PYTHON) -m ruff check injector sidecar tests e2e bench demo
 	$(PYTHON) -m ruff format --check injector sidecar tests e2e bench demo
 
-typecheck:
+typecheck: install
 	$(PYTHON) -m mypy
 
-layering:
+layering: install
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_layering.py
 
 ## golden: regenerate tests/golden/*.injected.yaml from tests/golden/*.yaml.
 golden: install
 	$(PYTHON) -m tests.golden_tool regenerate
 
-## demo: start the webhook with a self-signed certificate and send it pods.
+## demo: start the webhook with a self-signed certificate and send it pods
+## (DEMO_ARGS=--keep leaves it running and prints how to call it).
 demo: install
-	$(PYTHON) -m demo
+	$(PYTHON) -m demo $(DEMO_ARGS)
 
 bench: install
 	$(PYTHON) -m bench
@@ -62,11 +65,11 @@ cluster-down: install
 
 ## e2e-local: start a local control plane, run e2e/ against it, stop it.
 e2e-local: install
-	$(PYTHON) -m e2e.cluster run -- $(PYTHON) -m pytest -q e2e
+	$(PYTHON) -m e2e.cluster run -- $(PYTEST) e2e
 
 ## e2e: the e2e suite against whatever cluster KUBECONFIG names.
 e2e: install
-	$(PYTHON) -m pytest -q e2e
+	$(PYTEST) e2e
 
 e2e-kind: install
 	PYTHON=$(PYTHON) ./e2e/kind.sh

@@ -3,14 +3,18 @@ self-signed certificate, send it real AdmissionReviews over verified TLS, show
 what it answers, and check each answer against the pure ``render``.
 
 Needs no cluster. Exits 0 and prints PASS when every answer is as expected.
+The server is stopped and its temporary directory (CA, config, log) removed at
+the end; ``--keep`` leaves both so the webhook can be tried by hand.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -150,7 +154,7 @@ def wait_ready(log: Path, ca: Path, proc: subprocess.Popen[bytes]) -> tuple[str,
             except (urllib.error.URLError, ConnectionError, ssl.SSLError):
                 pass
         time.sleep(0.1)
-    raise SystemExit("demo: the webhook did not become ready within 30s")
+    raise SystemExit(f"demo: the webhook did not become ready within 30s:\n{log.read_text()}")
 
 
 def show(title: str, obj: dict[str, Any], answer: dict[str, Any]) -> Any:
@@ -179,60 +183,107 @@ def show(title: str, obj: dict[str, Any], answer: dict[str, Any]) -> Any:
     return result
 
 
-def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="sidecar-injector-demo-"))
-    ca = tmp / "ca.crt"
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m demo",
+        description="Start sidecar-injector serve on 127.0.0.1 with a self-signed certificate, "
+        "send it five AdmissionReviews over verified TLS, show each answer and check it "
+        "against render(). Needs no cluster. Exits 0 and prints PASS when every answer is "
+        "as expected.",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="Leave the webhook running afterwards and print how to call it with curl and how "
+        "to stop it (by default it is stopped and its temporary directory removed).",
+    )
+    return parser.parse_args(argv)
+
+
+def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """``sidecar-injector serve`` in its own session (so ``--keep`` outlives us)."""
     config = tmp / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     command = [
-        sys.executable, "-m", "injector.cli", "serve",
-        "--listen", "127.0.0.1:0", "--ca-out", str(ca), "--config", str(config),
+        sys.executable, "-m", "injector.cli", "serve", "--listen", "127.0.0.1:0",
+        "--ca-out", str(tmp / "ca.crt"), "--config", str(config),
     ]  # fmt: skip
     print("demo: starting", " ".join(["sidecar-injector", *command[3:]]))
     log_path = tmp / "serve.log"
-    log = log_path.open("wb")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    return proc, log_path
+
+
+def run_scenarios(url: str, context: ssl.SSLContext) -> list[str]:
+    """Send every scenario; what went other than expected."""
     failures: list[str] = []
+    settings = Settings.from_spec(CONFIG)
+    for title, obj, expected in SCENARIOS:
+        answer = post(url + "/mutate", review(obj), context)["response"]
+        result = show(title, obj, answer)
+        if expected == "denied":
+            if answer["allowed"] or "proxy-rate-limit" not in answer["status"]["message"]:
+                failures.append(f"{title}: expected a denial naming proxy-rate-limit")
+            continue
+        if not answer["allowed"]:
+            failures.append(f"{title}: denied: {answer.get('status')}")
+            continue
+        want = render(obj, NamespaceInfo("shop"), settings).pod
+        if result != want:
+            failures.append(f"{title}: the patched pod differs from render()")
+        if expected == "untouched" and "patch" in answer:
+            failures.append(f"{title}: expected no patch")
+    with urllib.request.urlopen(url + "/metrics", context=context, timeout=5) as response:
+        metrics = response.read().decode()
+    print("\ndemo: metrics")
+    for line in metrics.splitlines():
+        if line.startswith(("sidecar_injector_reviews_total", "sidecar_injector_injections_t")):
+            print("     ", line)
+    return failures
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="sidecar-injector-demo-"))
+    ca = tmp / "ca.crt"
+    proc, log_path = start_server(tmp)
+    failures: list[str] = []
+    keep = False
     try:
         url, context = wait_ready(log_path, ca, proc)
         print(f"demo: {url} is ready; TLS verified against the generated CA {ca}")
-        print(f"      (try: curl --cacert {ca} {url}/healthz)")
-        settings = Settings.from_spec(CONFIG)
-        for title, obj, expected in SCENARIOS:
-            answer = post(url + "/mutate", review(obj), context)["response"]
-            result = show(title, obj, answer)
-            if expected == "denied":
-                if answer["allowed"] or "proxy-rate-limit" not in answer["status"]["message"]:
-                    failures.append(f"{title}: expected a denial naming proxy-rate-limit")
-                continue
-            if not answer["allowed"]:
-                failures.append(f"{title}: denied: {answer.get('status')}")
-                continue
-            want = render(obj, NamespaceInfo("shop"), settings).pod
-            if result != want:
-                failures.append(f"{title}: the patched pod differs from render()")
-            if expected == "untouched" and "patch" in answer:
-                failures.append(f"{title}: expected no patch")
-        metrics = urllib.request.urlopen(url + "/metrics", context=context, timeout=5).read()
-        print("\ndemo: metrics")
-        for line in metrics.decode().splitlines():
-            if line.startswith(("sidecar_injector_reviews_total", "sidecar_injector_injections_t")):
-                print("     ", line)
+        failures = run_scenarios(url, context)
+        keep = args.keep and not failures
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        if not keep:
+            stop(proc)
+            if failures:
+                print(f"\ndemo: the server's log ({log_path}):\n{log_path.read_text()}")
+            shutil.rmtree(tmp, ignore_errors=True)
     if failures:
         print("\nFAIL")
         for failure in failures:
             print("  -", failure)
-        print((tmp / "serve.log").read_text())
         return 1
     print(f"\nPASS: {len(SCENARIOS)} AdmissionReviews answered over TLS as render() predicts")
+    if keep:
+        print(f"\ndemo: the webhook keeps running (pid {proc.pid}, log {log_path}); try:")
+        print(f"  curl --cacert {ca} {url}/healthz")
+        print(f"  curl --cacert {ca} {url}/metrics")
+        print(f"stop it with: kill {proc.pid} && rm -r {tmp}")
     return 0
 
 
