@@ -135,8 +135,12 @@ def go_command() -> str:
     return _fetch_go()
 
 
-def _go(args: list[str], cwd: Path, log: Path) -> None:
+def _go(args: list[str], cwd: Path, log: Path, what: str = "") -> None:
+    """Run ``go ARGS`` in ``cwd``, output to ``log``; ``what`` it does is said first."""
     command = "go " + " ".join(args)
+    what = what or f"go {args[0]} in {cwd}"
+    _say(f"{what} (`go {' '.join(args[:2] if args[0] == 'mod' else args[:1])}`; log: {log})")
+    _note_lock(what, log)
     with log.open("ab") as out:
         out.write(f"\n$ (cd {cwd} && {command})\n".encode())
         out.flush()
@@ -165,15 +169,57 @@ def _upstream_go_mod(module: str, version: str, work: Path) -> str:
     return Path(json.loads(result.stdout)["GoMod"]).read_text()
 
 
+LOCK_POLL = 0.5  # seconds between tries of a lock another build holds
+LOCK_NOTE_EVERY = 60.0  # seconds between "still waiting" lines
+
+
+def _lock_holder(lock_path: Path) -> str:
+    """Who holds the build lock, as its holder wrote it: pid, what, log."""
+    try:
+        note = json.loads(lock_path.read_text() or "{}")
+    except (OSError, ValueError):
+        note = {}
+    if not isinstance(note, dict) or "pid" not in note:
+        return "another process (it has not said what it builds yet)"
+    return f"pid {note['pid']}, {note.get('building', 'a build')} (log: {note.get('log', '-')})"
+
+
+def _note_lock(what: str, log: Path) -> None:
+    """Record in the lock file what this process builds, for those who wait on it."""
+    note = {"pid": os.getpid(), "building": what, "log": str(log)}
+    (CACHE / ".build.lock").write_text(json.dumps(note))
+
+
 @contextlib.contextmanager
 def _build_lock() -> Iterator[None]:
-    """One build at a time per cache (two `make` runs share the binaries)."""
+    """One build at a time per cache (two `make` runs share the binaries).
+    A wait says whom it waits for (pid, what, log) and repeats every minute."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    with (CACHE / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    lock_path = CACHE / ".build.lock"
+    with lock_path.open("a") as lock:
+        started = time.monotonic()
+        said = 0.0
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                if not said or waited - said >= LOCK_NOTE_EVERY:
+                    verb = "waiting" if not said else f"still waiting ({waited:.0f}s)"
+                    _say(
+                        f"{verb} for another build of the binaries to finish: "
+                        f"{_lock_holder(lock_path)}; lock {lock_path}"
+                    )
+                    said = waited or LOCK_POLL
+                time.sleep(LOCK_POLL)
+        if said:
+            _say(f"the other build finished after {time.monotonic() - started:.0f}s")
+        _note_lock("checking which binaries are missing", CACHE)
         try:
             yield
         finally:
+            lock_path.write_text("")
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
@@ -214,7 +260,7 @@ def _build_kubernetes(missing: list[str]) -> None:
     (work / "go.mod").write_text(wrapper_go_mod(upstream, version))
     imports = "".join(f'\t_ "k8s.io/kubernetes/cmd/{name}"\n' for name in KUBERNETES_COMMANDS)
     (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports})\n")
-    _go(["mod", "tidy"], work, log)
+    _go(["mod", "tidy"], work, log, f"downloading the modules of {', '.join(missing)}")
     minor = version.split(".")[1]
     ldflags = " ".join(
         [
@@ -233,7 +279,12 @@ def _build_kubernetes(missing: list[str]) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     packages = [f"k8s.io/kubernetes/cmd/{name}" for name in missing]
-    _go(["build", "-trimpath", f"-ldflags={ldflags}", "-o", f"{out}/", *packages], work, log)
+    _go(
+        ["build", "-trimpath", f"-ldflags={ldflags}", "-o", f"{out}/", *packages],
+        work,
+        log,
+        f"compiling {', '.join(missing)} {version}",
+    )
     BIN.mkdir(parents=True, exist_ok=True)
     for name in missing:
         (out / name).replace(BIN / f"{name}-{version}")
@@ -254,9 +305,14 @@ def _build_etcd() -> None:
         'import (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
         "func main() { etcdmain.Main(os.Args) }\n"
     )
-    _go(["mod", "tidy"], work, log)
+    _go(["mod", "tidy"], work, log, f"downloading the modules of etcd {version}")
     tmp = work / "etcd.out"
-    _go(["build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp), "."], work, log)
+    _go(
+        ["build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp), "."],
+        work,
+        log,
+        f"compiling etcd {version}",
+    )
     BIN.mkdir(parents=True, exist_ok=True)
     tmp.replace(BIN / f"etcd-{version}")
 
