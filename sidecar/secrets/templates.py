@@ -8,8 +8,11 @@
   (``{{ data.username }}``); a key the secret lacks is an error naming it
   (``StrictUndefined``). Jinja2 is imported only when such a template is used.
 
-Errors name the secret, the path and the key, never a value: messages of
-exceptions raised while rendering are withheld, since they may quote data.
+Errors name the secret, the path and the key, never a value. A template is
+compiled before it sees any data, so compile errors are shown as they are;
+messages of exceptions raised while rendering are withheld, since they may
+quote data, and a missing key is named only when the template itself spells
+it (``data[data.password]`` would otherwise print the password).
 """
 
 from __future__ import annotations
@@ -41,32 +44,69 @@ def _scalar(value: Any) -> str:
 def _jinja(spec: SecretSpec, data: dict[str, Any]) -> str:
     try:
         from jinja2 import StrictUndefined, TemplateError, UndefinedError  # noqa: PLC0415
+        from jinja2.exceptions import SecurityError  # noqa: PLC0415
         from jinja2.sandbox import SandboxedEnvironment  # noqa: PLC0415
     except ImportError as exc:  # pragma: no cover - jinja2 ships in the sidecar image
         raise OutputError(f"secret {spec.name}: custom templates need jinja2") from exc
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-    keys = ", ".join(sorted(data)) or "no keys"
+    source = spec.template or ""
     try:
-        return env.from_string(spec.template or "").render(data=data)
-    except UndefinedError as exc:
-        message = str(exc.message or "")
-        top = _UNDEFINED.match(message)
-        if top:
-            raise OutputError(
-                f"secret {spec.name}: template uses {top.group(1)!r}, which is not defined; "
-                f"the secret's keys are under data (e.g. {{{{ data.{top.group(1)} }}}}; "
-                f"it has: {keys})"
-            ) from None
-        attribute = _NO_ATTRIBUTE.search(message)
-        missing = attribute.group(1) if attribute else message
-        raise OutputError(
-            f"secret {spec.name}: template uses key {missing!r}, which the secret at "
-            f"{spec.path} does not have (it has: {keys})"
-        ) from None
-    except TemplateError as exc:
+        compiled = env.from_string(source)
+    except TemplateError as exc:  # compiling sees only the template: its message is safe
         raise OutputError(f"secret {spec.name}: template error: {exc}") from None
+    try:
+        return compiled.render(data=data)
+    except UndefinedError as exc:
+        raise OutputError(_undefined(spec, source, data, str(exc.message or ""))) from None
+    except SecurityError:
+        raise OutputError(
+            f"secret {spec.name}: template error: it reaches an attribute the sandbox forbids "
+            "(names starting with _ and Python internals); use data.KEY or data['KEY']"
+        ) from None
     except Exception as exc:  # a template can raise anything; never leak its message
         raise OutputError(
             f"secret {spec.name}: template failed with {type(exc).__name__} (message withheld: "
             "it may quote the secret); check the expressions and filters it uses"
         ) from None
+
+
+def _undefined(spec: SecretSpec, source: str, data: dict[str, Any], message: str) -> str:
+    """What a missing name means, naming it only when the template itself spells it
+    (``data[data.password]`` looks up a key named by a secret value: withheld)."""
+    top = _UNDEFINED.match(message)
+    attribute = None if top else _NO_ATTRIBUTE.search(message)
+    found = top or attribute
+    name = found.group(1) if found else None
+    if name is not None and not _spelled_in(name, source, data):
+        name = None
+    keys = _key_list(data)
+    if top and name is not None:
+        return (
+            f"secret {spec.name}: template uses {name!r}, which is not defined; "
+            f"the secret's keys are under data (e.g. {{{{ data.{name} }}}}; it has: {keys})"
+        )
+    if name is not None:
+        return (
+            f"secret {spec.name}: template uses key {name!r}, which the secret at "
+            f"{spec.path} does not have (it has: {keys})"
+        )
+    return (
+        f"secret {spec.name}: template looks up a name the secret at {spec.path} does not "
+        f"have, and the name is withheld (it is not written in the template, so it may come "
+        f"from the secret's data); the secret has: {keys}"
+    )
+
+
+def _spelled_in(name: str, source: str, data: dict[str, Any]) -> bool:
+    """Whether ``name`` is written in the template and is no value of the secret."""
+    if not name or not re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", source):
+        return False
+    return not any(name in _scalar(value) for value in data.values())
+
+
+def _key_list(data: dict[str, Any], limit: int = 20) -> str:
+    keys = sorted(str(k) for k in data)
+    if not keys:
+        return "no keys"
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
