@@ -28,3 +28,27 @@ class RetryableSourceError(SourceError):
 
 class OutputError(SidecarError):
     """A file could not be rendered or written."""
+
+
+class IdentityError(SidecarError):
+    """The proxy's workload identity (certificate) cannot be obtained or used."""
+
+
+class SignerUnavailable(IdentityError):
+    """The certificate signer cannot be reached, timed out or answered 5xx: retry."""
+
+
+class SignerDenied(IdentityError):
+    """The signer refused the certificate request (4xx); the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class CertificateRejected(IdentityError):
+    """A certificate from the signer failed the agent's own checks."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
