@@ -82,16 +82,16 @@ else:
 
 def stages() -> list[tuple[str, str, float]]:
     """(case, stage, microseconds per call) for every stage of the handler."""
+    from injector.config_file import load  # noqa: PLC0415
     from injector.model import NamespaceInfo  # noqa: PLC0415
     from injector.patch import make_patch  # noqa: PLC0415
     from injector.render import render  # noqa: PLC0415
     from injector.review import admit, parse_review  # noqa: PLC0415
-    from injector.settings import Settings  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "injector.yaml"
         config.write_text(yaml.safe_dump(pods.SERVE_CONFIG))
-        settings = Settings.load(config)
+        settings = load(config)
     namespace = NamespaceInfo(pods.NAMESPACE)
     rows: list[tuple[str, str, float]] = []
 

@@ -20,12 +20,12 @@ from typing import Any, TextIO
 
 import yaml
 
-from injector import __version__
-from injector.annotations import markdown_table
+from injector import __version__, config_file
+from injector.annotations import ANNOTATIONS, NAMESPACE_LABEL, PREFIX, markdown_table
 from injector.errors import ConfigError, InjectionDenied, InjectorError
 from injector.model import NamespaceInfo
 from injector.render import render
-from injector.settings import Settings, parse_version
+from injector.settings import NATIVE_SIDECARS_SINCE, Settings, parse_version
 from injector.workloads import dump_yaml, find_pod, namespaces_in, replace_pod
 from sidecar.units import parse_address
 
@@ -33,62 +33,130 @@ from sidecar.units import parse_address
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidecar-injector",
-        description="Kubernetes sidecar injector: webhook server and offline tools.",
+        description="Kubernetes sidecar injector: the admission webhook (serve) and the same "
+        "injection offline on YAML manifests (inject, explain).",
     )
     parser.add_argument("--version", action="version", version=__version__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def config_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", type=Path, help="YAML settings: profiles, cluster version")
-        p.add_argument("--cluster-version", help="Kubernetes version, e.g. 1.30 (native sidecars)")
-        p.add_argument("--injector-namespace", help="the injector's own namespace (never injected)")
-
-    serve = sub.add_parser("serve", help="serve the admission webhook over TLS")
-    serve.add_argument("--listen", default="0.0.0.0:8443", help="HOST:PORT [0.0.0.0:8443]")
-    serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain)")
-    serve.add_argument("--tls-key", type=Path, help="PEM private key")
+    serve = sub.add_parser(
+        "serve",
+        help="Serve the admission webhook over TLS.",
+        description="Serve the admission webhook (POST /mutate) over TLS, with /healthz, "
+        "/readyz and /metrics.",
+    )
+    serve.add_argument(
+        "--listen",
+        default="0.0.0.0:8443",
+        help="Listen on this HOST:PORT; port 0 picks a free one and prints it [0.0.0.0:8443].",
+    )
+    serve.add_argument("--tls-cert", type=Path, help="Serve this PEM certificate (chain).")
+    serve.add_argument("--tls-key", type=Path, help="The PEM private key of --tls-cert.")
     serve.add_argument(
         "--ca-out",
         type=Path,
-        help="without --tls-cert: where to write the generated CA for curl --cacert "
-        "[TMPDIR/sidecar-injector-ca.crt]",
+        help="Without --tls-cert, a self-signed CA is generated: write it here, for "
+        "curl --cacert [TMPDIR/sidecar-injector-ca.crt].",
     )
     serve.add_argument(
-        "--dns-name", action="append", default=[], help="extra DNS name for the generated cert"
+        "--dns-name",
+        action="append",
+        default=[],
+        help="Add this DNS name to the generated certificate (repeatable).",
     )
     serve.add_argument(
         "--failure-policy",
         choices=("Fail", "Ignore"),
         default="Fail",
-        help="answer to an internal error: deny (Fail) or admit unchanged (Ignore) [Fail]",
+        help="On an internal error, deny the pod (Fail) or admit it unchanged with a "
+        "warning (Ignore); match the webhook configuration's failurePolicy [Fail].",
     )
     serve.add_argument(
-        "--operator", action="store_true", help="also run the operator's control loops"
+        "--operator",
+        action="store_true",
+        help="Also run the operator's control loops (certificates, caBundle, profiles, "
+        "namespace labels, leader election).",
     )
-    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
-    config_options(serve)
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning"),
+        help="Log at this level and above [info].",
+    )
+    config_options(serve, offline=False)
     operator_options(serve)
 
     for name, text in (
-        ("inject", "inject pods and pod templates in YAML manifests, print the result"),
-        ("explain", "say for each pod whether and how it would be injected"),
+        ("inject", "Print YAML manifests with every pod and pod template injected."),
+        ("explain", "Say for each pod and pod template whether and how it would be injected."),
     ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("-f", "--filename", required=True, help="YAML file, or - for stdin")
-        p.add_argument("-n", "--namespace", default="default", help="namespace of unnamespaced")
+        p = sub.add_parser(name, help=text, description=text + " " + OFFLINE_HELP)
+        p.add_argument(
+            "-f",
+            "--filename",
+            required=True,
+            help="Read the manifests from this YAML file (several documents allowed); - "
+            "reads standard input.",
+        )
+        p.add_argument(
+            "-n",
+            "--namespace",
+            default="default",
+            help="Treat objects that name no namespace as being in this one [default].",
+        )
         p.add_argument(
             "--namespace-label",
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="a label of that namespace, e.g. sidecar.example.io/injection=enabled",
+            help="Give the --namespace namespace this label, e.g. "
+            "sidecar.example.io/injection=enabled (repeatable; Namespace objects in the "
+            "manifests bring their own labels).",
         )
-        config_options(p)
+        config_options(p, offline=True)
 
-    annotations = sub.add_parser("annotations", help="print the annotation reference")
-    annotations.add_argument("--markdown", action="store_true", help="as a Markdown table")
-    sub.add_parser("version", help="print the version")
+    annotations = sub.add_parser(
+        "annotations",
+        help="Print the annotation reference.",
+        description="Print every annotation a pod may set: its meaning, accepted values "
+        "and default.",
+    )
+    annotations.add_argument(
+        "--markdown",
+        action="store_true",
+        help="Print it as the Markdown table of the README instead of plain text.",
+    )
+    sub.add_parser("version", help="Print the version.", description="Print the version.")
     return parser
+
+
+OFFLINE_HELP = (
+    "Uses the profiles of --config (else the built-in default profile) and the same "
+    "injection code as the webhook; nothing is sent to a cluster."
+)
+
+
+def config_options(p: argparse.ArgumentParser, *, offline: bool) -> None:
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="Take profiles and settings from this YAML file: SidecarProfile manifests "
+        "(e.g. manifests/base/sidecarprofile-default.yaml) or the injector's own format "
+        "(README: Settings files).",
+    )
+    version_help = (
+        "Render for this Kubernetes version, e.g. 1.28 (classic sidecars before 1.29); "
+        + (
+            "without it, a release with native sidecars (1.29 or later) is assumed."
+            if offline
+            else "without it, --operator asks the API server, else classic sidecars."
+        )
+    )
+    p.add_argument("--cluster-version", help=version_help)
+    p.add_argument(
+        "--injector-namespace",
+        help="The injector's own namespace, whose pods are never injected [sidecar-injector].",
+    )
 
 
 def operator_options(serve: argparse.ArgumentParser) -> None:
@@ -96,35 +164,65 @@ def operator_options(serve: argparse.ArgumentParser) -> None:
     group = serve.add_argument_group(
         "operator (with --operator; the namespace is --injector-namespace, else $POD_NAMESPACE)"
     )
-    group.add_argument("--service", help="the webhook's Service, for the cert [sidecar-injector]")
     group.add_argument(
-        "--tls-secret", dest="secret", help="Secret holding the certs [sidecar-injector-tls]"
+        "--service", help="Name the webhook's Service in the certificate [sidecar-injector]."
     )
     group.add_argument(
-        "--webhook-configuration", help="MutatingWebhookConfiguration to patch [sidecar-injector]"
-    )
-    group.add_argument("--lease", help="Lease for leader election [sidecar-injector]")
-    group.add_argument(
-        "--cert-ip", dest="cert_ips", action="append", default=[], help="extra IP SAN"
-    )
-    group.add_argument("--ca-validity", help="CA lifetime [8760h]")
-    group.add_argument("--cert-validity", help="serving certificate lifetime [2160h]")
-    group.add_argument(
-        "--renew-fraction", type=float, help="renew when less than this share is left [0.333]"
+        "--tls-secret",
+        dest="secret",
+        help="Keep the CA and serving certificate in this Secret [sidecar-injector-tls].",
     )
     group.add_argument(
-        "--cert-check-interval", dest="cert_interval", help="how often the Secret is read [30s]"
+        "--webhook-configuration",
+        help="Patch the caBundle of this MutatingWebhookConfiguration [sidecar-injector].",
+    )
+    group.add_argument("--lease", help="Elect the leader with this Lease [sidecar-injector].")
+    group.add_argument(
+        "--cert-ip",
+        dest="cert_ips",
+        action="append",
+        default=[],
+        help="Add this IP address to the serving certificate (repeatable).",
+    )
+    group.add_argument("--ca-validity", help="Make the CA valid this long [8760h].")
+    group.add_argument(
+        "--cert-validity", help="Make the serving certificate valid this long [2160h]."
+    )
+    group.add_argument(
+        "--renew-fraction",
+        type=float,
+        help="Renew a certificate when less than this share of its lifetime is left [0.333].",
+    )
+    group.add_argument(
+        "--cert-check-interval",
+        dest="cert_interval",
+        help="Read the certificate Secret this often [30s].",
     )
 
 
-def load_settings(args: argparse.Namespace) -> Settings:
-    settings = Settings.load(args.config) if args.config else Settings()
+OFFLINE_VERSION_NOTE = (
+    "assumed: no --cluster-version given, and every Kubernetes release still supported has "
+    "native sidecars (1.29 and later); --cluster-version 1.28 renders classic sidecars"
+)
+
+
+def load_settings(args: argparse.Namespace) -> tuple[Settings, str]:
+    """The settings, and where their cluster version comes from (for ``explain``)."""
+    settings = config_file.load(args.config) if args.config else Settings()
     changes: dict[str, Any] = {}
-    if args.cluster_version:
-        changes["cluster_version"] = parse_version(args.cluster_version)
     if args.injector_namespace:
         changes["injector_namespace"] = args.injector_namespace
-    return settings.replace(**changes) if changes else settings
+    if args.cluster_version:
+        changes["cluster_version"] = parse_version(args.cluster_version)
+        origin = f"--cluster-version {args.cluster_version}"
+    elif settings.cluster_version is not None:
+        origin = f"clusterVersion in {args.config}"
+    elif args.command in ("inject", "explain"):
+        changes["cluster_version"] = NATIVE_SIDECARS_SINCE
+        origin = OFFLINE_VERSION_NOTE
+    else:
+        origin = "unknown until the operator asks the API server"
+    return (settings.replace(**changes) if changes else settings), origin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,15 +232,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(__version__)
             return 0
         if args.command == "annotations":
-            print(markdown_table(), end="")
+            print(markdown_table() if args.markdown else text_reference(), end="")
             return 0
-        settings = load_settings(args)
+        settings, version_origin = load_settings(args)
         if args.command == "serve":
             return run_serve(args, settings)
         documents = read_documents(args.filename)
         if args.command == "inject":
             return run_inject(args, settings, documents, sys.stdout, sys.stderr)
-        return run_explain(args, settings, documents, sys.stdout)
+        return run_explain(args, settings, documents, sys.stdout, version_origin)
     except InjectorError as exc:
         print(f"sidecar-injector {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -150,6 +248,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+
+
+def text_reference() -> str:
+    """The annotation reference as plain text (``annotations`` without --markdown)."""
+    lines = []
+    for a in ANNOTATIONS:
+        lines += [PREFIX + a.key, f"    {a.meaning}", f"    accepted: {a.accepted}"]
+        lines += [f"    default: {a.default}" if a.default else "    set by the injector", ""]
+    lines.append(
+        f'The namespace label {NAMESPACE_LABEL}: enabled makes inject default to "true" '
+        'in that namespace, disabled to "false"; the pod annotation wins.'
+    )
+    return "\n".join(lines) + "\n"
 
 
 def read_documents(filename: str) -> list[Any]:
@@ -208,7 +319,11 @@ def run_inject(
 
 
 def run_explain(
-    args: argparse.Namespace, settings: Settings, documents: list[Any], out: TextIO
+    args: argparse.Namespace,
+    settings: Settings,
+    documents: list[Any],
+    out: TextIO,
+    version_origin: str = "",
 ) -> int:
     reports: list[dict[str, Any]] = []
     for document in documents:
@@ -234,6 +349,9 @@ def run_explain(
                 "roles": list(result.roles),
                 "settings": result.plan.describe(),
             }
+            if settings.cluster_version is not None:
+                major, minor = settings.cluster_version
+                report["clusterVersion"] = f"{major}.{minor} ({version_origin})"
         if result.warnings:
             report["warnings"] = list(result.warnings)
         reports.append(report)

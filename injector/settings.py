@@ -15,11 +15,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-
-import yaml
 
 from injector import __version__
 from injector.errors import ConfigError
@@ -180,18 +177,6 @@ class Settings:
             else None,
             injector_namespace=str(spec.get("injectorNamespace", "sidecar-injector")),
         )
-
-    @classmethod
-    def load(cls, path: Path) -> Settings:
-        try:
-            document = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"config file {path}: cannot read it: {exc}") from exc
-        if document is None:
-            document = {}
-        if not isinstance(document, Mapping):
-            raise ConfigError(f"config file {path}: expected a mapping at the top level")
-        return cls.from_spec(document)
 
 
 def parse_version(text: object) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 from pathlib import Path
 
@@ -172,3 +173,63 @@ def test_serve_refuses_a_busy_address(capsys: pytest.CaptureFixture[str]) -> Non
 def test_serve_refuses_a_bad_listen_address(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--listen", "127.0.0.1"]) == 2
     assert "--listen" in capsys.readouterr().err
+
+
+def test_annotations_plain_text_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["annotations"]) == 0
+    out = capsys.readouterr().out
+    assert out != markdown_table()
+    assert "|" not in out.splitlines()[0]
+    assert "sidecar.example.io/proxy-timeout\n    route timeout" in out
+
+
+def _help_texts(parser: argparse.ArgumentParser, where: str) -> list[tuple[str, str]]:
+    texts = []
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            continue
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                texts.append((f"{where} {choice.dest}", str(choice.help)))
+            for name, sub in action.choices.items():
+                texts += _help_texts(sub, f"{where} {name}")
+            continue
+        texts.append((f"{where} {'/'.join(action.option_strings)}", str(action.help)))
+    return texts
+
+
+def test_help_texts_are_sentences() -> None:
+    from injector.cli import build_parser
+
+    texts = _help_texts(build_parser(), "sidecar-injector")
+    assert len(texts) > 30
+    for where, text in texts:
+        assert text[0].isupper(), f"{where}: {text!r}"
+        assert text.endswith("."), f"{where}: {text!r}"
+
+
+def test_offline_defaults_to_native_sidecars_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(MANIFEST.split("---\n")[2])
+    assert main(["explain", "-f", str(path)]) == 0
+    report = yaml.safe_load(capsys.readouterr().out)
+    assert report["settings"]["mode"] == "native sidecars"
+    assert report["clusterVersion"].startswith("1.29 (assumed: no --cluster-version given")
+    assert main(["explain", "-f", str(path), "--cluster-version", "1.28"]) == 0
+    report = yaml.safe_load(capsys.readouterr().out)
+    assert report["settings"]["mode"] == "classic sidecars"
+    assert report["clusterVersion"] == "1.28 (--cluster-version 1.28)"
+
+
+def test_config_takes_the_shipped_sidecarprofile(
+    manifest: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "manifests/base/sidecarprofile-default.yaml"
+    assert main(["inject", "-f", str(manifest), "--config", str(shipped)]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    proxy = docs[1]["spec"]["template"]["spec"]["initContainers"][0]
+    assert proxy["name"] == "sidecar-proxy"
+    assert proxy["image"] == "sidecar-injector/sidecar:0.1.0"
+    assert proxy["resources"]["requests"]["memory"] == "64Mi"  # the profile's, not built-in
