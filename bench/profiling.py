@@ -35,7 +35,7 @@ from bench.processes import free_port, http_status, wait_until
 WRAPPER = """
 import sys
 mode, out, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
-from injector.cli import main
+from injector.cli.main import main
 if mode == "pyinstrument":
     from pyinstrument import Profiler
     profiler = Profiler(interval=0.0005)
@@ -82,11 +82,11 @@ else:
 
 def stages() -> list[tuple[str, str, float]]:
     """(case, stage, microseconds per call) for every stage of the handler."""
-    from injector.config_file import load  # noqa: PLC0415
-    from injector.model import NamespaceInfo  # noqa: PLC0415
-    from injector.patch import make_patch  # noqa: PLC0415
-    from injector.render import render  # noqa: PLC0415
-    from injector.review import admit, parse_review  # noqa: PLC0415
+    from injector.admission.review import admit, parse_review  # noqa: PLC0415
+    from injector.cli.config_file import load  # noqa: PLC0415
+    from injector.core.model import NamespaceInfo  # noqa: PLC0415
+    from injector.core.patch import make_patch  # noqa: PLC0415
+    from injector.core.render import render  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "injector.yaml"

@@ -30,9 +30,9 @@ from typing import Any
 import jsonpatch
 import yaml
 
-from injector.model import NamespaceInfo
-from injector.render import render
-from injector.settings import Settings
+from injector.core.model import NamespaceInfo
+from injector.core.render import render
+from injector.core.settings import Settings
 
 P = "sidecar.example.io/"
 CONFIG: dict[str, Any] = {

@@ -38,7 +38,7 @@ from e2e import harness
 from e2e.cluster import free_port
 from e2e.conftest import Injector
 from e2e.kube import Kube, wait_for
-from injector import certs
+from injector.admission import certs
 
 NAMESPACE = "sidecar-injector"
 SECRET = "sidecar-injector-tls"

@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
+from injector.cli.workloads import dump_yaml, find_pod, replace_pod
+from injector.core.model import NamespaceInfo
+from injector.core.render import render
+from injector.core.settings import Settings
 from injector.errors import InjectionDenied
-from injector.model import NamespaceInfo
-from injector.render import render
-from injector.settings import Settings
-from injector.workloads import dump_yaml, find_pod, replace_pod
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 BASE_SETTINGS: dict[str, Any] = {

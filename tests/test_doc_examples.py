@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from injector.cli import main
+from injector.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from injector.model import NamespaceInfo
-from injector.render import render
-from injector.settings import Settings
+from injector.core.model import NamespaceInfo
+from injector.core.render import render
+from injector.core.settings import Settings
 from standins.vault import VaultStandIn, make_jwt
 from tests import kubelet
 from tests.config.servers import ConfigServer, serve

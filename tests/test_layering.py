@@ -3,7 +3,7 @@
 * ``sidecar/`` never imports ``injector/``;
 * ``injector/`` imports from ``sidecar`` only the pure parsers ``sidecar.units``,
   ``sidecar.reload`` and ``sidecar.identity.spiffe``;
-* the pure core (``injector.model``, ``render`` and what they build on) imports
+* the pure core (``injector.core.model``, ``render`` and what they build on) imports
   no web framework, operator framework, Kubernetes client or network/process
   module, directly or through its imports.
 """
@@ -20,14 +20,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ALLOWED_FROM_SIDECAR = {"sidecar.units", "sidecar.reload", "sidecar.identity.spiffe"}
 PURE = [
-    "injector.model",
-    "injector.render",
-    "injector.plan",
-    "injector.containers",
-    "injector.annotations",
-    "injector.values",
-    "injector.quantities",
-    "injector.patch",
+    "injector.core.model",
+    "injector.core.render",
+    "injector.core.plan",
+    "injector.core.containers",
+    "injector.core.annotations",
+    "injector.core.values",
+    "injector.core.quantities",
+    "injector.core.patch",
 ]
 FRAMEWORKS = ["fastapi", "starlette", "kopf", "kubernetes", "uvicorn", "httpx", "aiohttp"]
 DIRECT_IO = {"socket", "subprocess", "urllib.request", "http.client", "asyncio", "requests"}

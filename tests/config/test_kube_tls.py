@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from injector.certs import generate_ca, generate_serving_cert
+from injector.admission.certs import generate_ca, generate_serving_cert
 from sidecar.config.kube import KubeClient
 from sidecar.config.settings import KubeAccess
 from sidecar.errors import RetryableSourceError

@@ -29,7 +29,7 @@ class InjectorServer:
             [
                 sys.executable,
                 "-m",
-                "injector.cli",
+                "injector.cli.main",
                 "serve",
                 "--listen",
                 "127.0.0.1:0",

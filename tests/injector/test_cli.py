@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from injector.annotations import markdown_table
-from injector.cli import main
+from injector.cli.main import main
+from injector.core.annotations import markdown_table
 
 MANIFEST = """\
 apiVersion: v1
@@ -199,7 +199,7 @@ def _help_texts(parser: argparse.ArgumentParser, where: str) -> list[tuple[str, 
 
 
 def test_help_texts_are_sentences() -> None:
-    from injector.cli import build_parser
+    from injector.cli.main import build_parser
 
     texts = _help_texts(build_parser(), "sidecar-injector")
     assert len(texts) > 30

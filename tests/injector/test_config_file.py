@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from injector.config_file import load
+from injector.cli.config_file import load
 from injector.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

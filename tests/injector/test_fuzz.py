@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from injector.review import MAX_BODY
-from injector.settings import Settings
-from injector.webhook import create_app
+from injector.admission.review import MAX_BODY
+from injector.admission.webhook import create_app
+from injector.core.settings import Settings
 from tests.golden_tool import BASE_SETTINGS
 from tests.injector.reviews import review
 

@@ -9,9 +9,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from injector.patch import apply_patch, make_patch
-from injector.render import render
-from injector.workloads import find_pod
+from injector.cli.workloads import find_pod
+from injector.core.patch import apply_patch, make_patch
+from injector.core.render import render
 from tests.golden_tool import (
     _case_text,
     case_namespace,

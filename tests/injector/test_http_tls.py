@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from injector.review import MAX_BODY
+from injector.admission.review import MAX_BODY
 from tests.golden_tool import BASE_SETTINGS, cases, load_case, run_case
 from tests.injector.reviews import patched, review
 from tests.injector.server import InjectorServer

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from injector.annotations import ANNOTATIONS, FIXED_KEYS, PREFIX, markdown_table
+from injector.core.annotations import ANNOTATIONS, FIXED_KEYS, PREFIX, markdown_table
+from injector.core.model import NamespaceInfo, parse_annotations
+from injector.core.values import parse_retry_on, parse_upstream
 from injector.errors import InjectionDenied
-from injector.model import NamespaceInfo, parse_annotations
-from injector.values import parse_retry_on, parse_upstream
 from sidecar.proxy.settings import parse_retry_on as agent_parse_retry_on
 from sidecar.proxy.settings import parse_upstream as agent_parse_upstream
 

@@ -9,7 +9,7 @@ import jsonpatch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from injector.patch import _diff
+from injector.core.patch import _diff
 
 scalars = st.none() | st.booleans() | st.integers(-5, 5) | st.text("ab/~", max_size=3)
 named = st.builds(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from injector.model import NamespaceInfo
-from injector.patch import make_patch
-from injector.render import render
-from injector.settings import Settings
+from injector.core.model import NamespaceInfo
+from injector.core.patch import make_patch
+from injector.core.render import render
+from injector.core.settings import Settings
 from tests.golden_tool import BASE_SETTINGS
 
 SETTINGS = Settings.from_spec(BASE_SETTINGS)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from injector.model import _secret_path
+from injector.core.model import _secret_path
 from sidecar.errors import UsageError
 from sidecar.secrets.settings import parse_secrets
 

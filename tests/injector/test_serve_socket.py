@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 
-from injector.serve import bind
+from injector.admission.serve import bind
 
 
 def test_listener_is_tcp_so_accepted_connections_get_nodelay() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from injector.core.settings import Profile, Settings, image_allowed, image_registry, parse_version
 from injector.errors import ConfigError
-from injector.settings import Profile, Settings, image_allowed, image_registry, parse_version
 
 
 def test_defaults_are_usable() -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from injector import review as review_module
-from injector.metrics import Metrics
-from injector.model import NamespaceInfo
-from injector.settings import Settings
-from injector.webhook import create_app
+from injector.admission import review as review_module
+from injector.admission.metrics import Metrics
+from injector.admission.webhook import create_app
+from injector.core.model import NamespaceInfo
+from injector.core.settings import Settings
 from tests.golden_tool import BASE_SETTINGS
 from tests.injector.reviews import patched, review
 

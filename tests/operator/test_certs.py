@@ -9,7 +9,7 @@ import ssl
 import pytest
 from cryptography import x509
 
-from injector import certs
+from injector.admission import certs
 
 NAMES = certs.service_dns_names("sidecar-injector", "sidecar-injector")
 IPS = ["127.0.0.1"]

@@ -14,8 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from injector import operator
-from injector.profiles import parse
+from injector.core.profiles import parse
+from injector.operator import options as operator
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -214,7 +214,7 @@ def test_the_crd_is_cluster_scoped_with_a_status_subresource() -> None:
 
 
 def test_the_crd_schema_accepts_every_field_the_profile_parser_knows() -> None:
-    from injector.settings import _PROFILE_KEYS
+    from injector.core.settings import _PROFILE_KEYS
 
     spec = crd_schema()["properties"]["spec"]["properties"]
     assert set(spec) == {*_PROFILE_KEYS, "default"}

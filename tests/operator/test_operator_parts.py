@@ -7,13 +7,14 @@ import datetime as dt
 
 import pytest
 
-from injector import certs
+from injector.admission import certs
+from injector.admission.serve import build_context
+from injector.core.settings import Settings
 from injector.errors import ConfigError
-from injector.operator import Operator, OperatorOptions
-from injector.operator_kube import Kube, KubeAccess
-from injector.operator_webhookconfig import bundle_patch
-from injector.serve import build_context
-from injector.settings import Settings
+from injector.operator.controller import Operator
+from injector.operator.kube import Kube, KubeAccess
+from injector.operator.options import OperatorOptions
+from injector.operator.webhookconfig import bundle_patch
 
 BUNDLE = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
 WANTED = base64.b64encode(BUNDLE).decode()

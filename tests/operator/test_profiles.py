@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from injector.profiles import ProfileStore, parse
-from injector.settings import DEFAULT_IMAGE, Settings
+from injector.core.profiles import ProfileStore, parse
+from injector.core.settings import DEFAULT_IMAGE, Settings
 
 
 def body(

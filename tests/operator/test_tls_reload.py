@@ -12,8 +12,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from injector import certs
-from injector.tls import ServingTLS
+from injector.admission import certs
+from injector.admission.tls import ServingTLS
 from tests.operator.tlsserver import GatedApp, TLSServer, client_context
 
 NAMES = ["localhost"]

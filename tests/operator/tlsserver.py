@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from injector.tls import ServingTLS
+from injector.admission.tls import ServingTLS
 from tests.support import wait_for
 
 Scope = MutableMapping[str, Any]

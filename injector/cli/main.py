@@ -20,13 +20,14 @@ from typing import Any, TextIO
 
 import yaml
 
-from injector import __version__, config_file
-from injector.annotations import ANNOTATIONS, NAMESPACE_LABEL, PREFIX, markdown_table
+from injector import __version__
+from injector.cli import config_file
+from injector.cli.workloads import dump_yaml, find_pod, namespaces_in, replace_pod
+from injector.core.annotations import ANNOTATIONS, NAMESPACE_LABEL, PREFIX, markdown_table
+from injector.core.model import NamespaceInfo
+from injector.core.render import render
+from injector.core.settings import NATIVE_SIDECARS_SINCE, Settings, parse_version
 from injector.errors import ConfigError, InjectionDenied, InjectorError
-from injector.model import NamespaceInfo
-from injector.render import render
-from injector.settings import NATIVE_SIDECARS_SINCE, Settings, parse_version
-from injector.workloads import dump_yaml, find_pod, namespaces_in, replace_pod
 from sidecar.units import parse_address
 
 
@@ -160,7 +161,7 @@ def config_options(p: argparse.ArgumentParser, *, offline: bool) -> None:
 
 
 def operator_options(serve: argparse.ArgumentParser) -> None:
-    """Flags of ``serve --operator`` (read by ``injector.operator.OperatorOptions``)."""
+    """Flags of ``serve --operator`` (read by ``injector.operator.options.OperatorOptions``)."""
     group = serve.add_argument_group(
         "operator (with --operator; the namespace is --injector-namespace, else $POD_NAMESPACE)"
     )
@@ -367,10 +368,10 @@ def _why(pod: Any, namespace: NamespaceInfo) -> str:
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from injector.serve import (  # noqa: PLC0415
+    from injector.admission.serve import (  # noqa: PLC0415 (inject/explain never load uvicorn)
+        OperatorHook,
         bind,
         build_context,
-        load_operator,
         self_signed,
         serve,
         url,
@@ -384,7 +385,12 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         host, port = parse_address(args.listen)
     except ValueError as exc:
         raise ConfigError(f"--listen: {exc}") from None
-    operator = load_operator() if args.operator else None
+    operator: OperatorHook | None = None
+    if args.operator:
+        from injector.operator.controller import hook  # noqa: PLC0415 (kopf only with --operator)
+        from injector.operator.options import OperatorOptions  # noqa: PLC0415
+
+        operator = hook(OperatorOptions.from_mapping(vars(args)))
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together; give both or neither")
     sock = bind(host, port)  # port 0: an ephemeral port, printed below
@@ -401,7 +407,6 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         ca_out = args.ca_out or Path(tempfile.gettempdir()) / "sidecar-injector-ca.crt"
         write_ca(ca_out, ca)
         print(f"sidecar-injector: self-signed CA written to {ca_out}", file=sys.stderr)
-    ctx.options.update(vars(args))
     print(f"sidecar-injector: serving {url(host, port)}/mutate", file=sys.stderr, flush=True)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it: make that a clean exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

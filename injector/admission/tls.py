@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from injector.certs import KeyPair
+from injector.admission.certs import KeyPair
 
 
 def new_server_context() -> ssl.SSLContext:

@@ -1,8 +1,8 @@
 """``render(pod, namespace, settings) -> RenderResult``: the injection, pure.
 
 Steps: strip what a previous injection added (listed in the ``status``
-annotation), decide (``injector.plan``), refuse name collisions, add the
-containers and volumes (``injector.containers``), write ``status``. No I/O;
+annotation), decide (``injector.core.plan``), refuse name collisions, add the
+containers and volumes (``injector.core.containers``), write ``status``. No I/O;
 the input is never mutated; ``render(render(p).pod) == render(p)``.
 
 Order of initContainers: native ``sidecar-proxy`` first (so user init
@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from injector import containers as c
-from injector.annotations import PREFIX, STATUS
+from injector.core import containers as c
+from injector.core.annotations import PREFIX, STATUS
+from injector.core.model import NamespaceInfo, PodRequest, ProxyRequest
+from injector.core.plan import NOT_REQUESTED, Plan, Skip, decide
+from injector.core.settings import Settings
 from injector.errors import InjectionDenied, NameCollision
-from injector.model import NamespaceInfo, PodRequest, ProxyRequest
-from injector.plan import NOT_REQUESTED, Plan, Skip, decide
-from injector.settings import Settings
 
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 # What a status annotation may list: only names the injector itself adds, so a

@@ -1,7 +1,7 @@
 """The annotation API as data: every key users may write, what it means, what
 it accepts and its default.
 
-``injector.model`` parses with it, ``sidecar-injector annotations --markdown``
+``injector.core.model`` parses with it, ``sidecar-injector annotations --markdown``
 prints it as the README's reference table (a test keeps the README equal to
 that output), and unknown keys are matched against it for "did you mean".
 """

@@ -18,9 +18,9 @@ from typing import Any, cast
 
 import kopf
 
-from injector.operator_kube import MERGE_PATCH, Kube, KubeError, NotFound
-from injector.operator_lease import LeaderElector, wait_any
-from injector.profiles import GROUP, PLURAL, VERSION, ProfileStore
+from injector.core.profiles import GROUP, PLURAL, VERSION, ProfileStore
+from injector.operator.kube import MERGE_PATCH, Kube, KubeError, NotFound
+from injector.operator.lease import LeaderElector, wait_any
 
 log = logging.getLogger("injector.operator.profiles")
 COLLECTION = f"/apis/{GROUP}/{VERSION}/{PLURAL}"

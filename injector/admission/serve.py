@@ -1,11 +1,12 @@
 """``sidecar-injector serve``: the webhook app on uvicorn over TLS, and the
 hook the operator's control loops plug into.
 
-``ServeContext`` is what the operator gets (``--operator`` imports
-``injector.operator`` and awaits its ``run(ctx)`` as a task in the server's
-event loop): it may swap ``ctx.settings`` (profiles), load a new certificate
-into ``ctx.tls`` (served from the next handshake), add readiness checks to
-``ctx.readiness`` and feed namespace labels into ``ctx.namespaces``.
+``serve(ctx, operator, sock)`` awaits ``operator(ctx)`` (an ``OperatorHook``,
+handed in by the CLI; this module never imports the operator) as a task in
+the server's event loop. Through ``ServeContext`` the operator may swap
+``ctx.settings`` (profiles), load a new certificate into ``ctx.tls`` (served
+from the next handshake), add readiness checks to ``ctx.readiness`` and feed
+namespace labels into ``ctx.namespaces``.
 """
 
 from __future__ import annotations
@@ -13,30 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import ipaddress
 import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
-from injector.certs import KeyPair, generate_ca, generate_serving_cert
+from injector.admission.certs import KeyPair, generate_ca, generate_serving_cert
+from injector.admission.metrics import Metrics
+from injector.admission.review import FailurePolicy
+from injector.admission.tls import ServingTLS
+from injector.admission.webhook import create_app
+from injector.core.model import NamespaceInfo
+from injector.core.settings import Settings
 from injector.errors import ConfigError
-from injector.metrics import Metrics
-from injector.model import NamespaceInfo
-from injector.review import FailurePolicy
-from injector.settings import Settings
-from injector.tls import ServingTLS
-from injector.webhook import create_app
 
-log = logging.getLogger("injector.serve")
+log = logging.getLogger("injector.admission.serve")
 
 
 class SettingsHolder:
@@ -100,7 +99,6 @@ class ServeContext:
     app: FastAPI
     host: str
     port: int
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 OperatorHook = Callable[[ServeContext], Awaitable[None]]
@@ -142,17 +140,6 @@ def self_signed(host: str, extra_names: list[str]) -> tuple[KeyPair, KeyPair]:
             dns.insert(0, host)
     ca = generate_ca()
     return ca, generate_serving_cert(ca, dns, ips)
-
-
-def load_operator() -> OperatorHook:
-    try:
-        module = importlib.import_module("injector.operator")
-    except ImportError as exc:
-        raise ConfigError(f"--operator: cannot import injector.operator ({exc})") from None
-    hook = getattr(module, "run", None)
-    if hook is None:
-        raise ConfigError("--operator: injector.operator has no run(ctx) coroutine")
-    return hook  # type: ignore[no-any-return]
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -15,14 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from injector.core.model import NamespaceInfo, has_ours
+from injector.core.patch import make_patch
+from injector.core.plan import NOT_REQUESTED
+from injector.core.render import render
+from injector.core.settings import Settings
 from injector.errors import BadReview, InjectionDenied
-from injector.model import NamespaceInfo, has_ours
-from injector.patch import make_patch
-from injector.plan import NOT_REQUESTED
-from injector.render import render
-from injector.settings import Settings
 
-log = logging.getLogger("injector.review")
+log = logging.getLogger("injector.admission.review")
 API_VERSION = "admission.k8s.io/v1"
 MAX_BODY = 3 * 1024 * 1024  # the apiserver's own request size limit
 FailurePolicy = Literal["Fail", "Ignore"]

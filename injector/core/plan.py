@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from injector.core.model import NamespaceInfo, PodRequest, parse_annotations
+from injector.core.quantities import parse_cpu, parse_memory
+from injector.core.settings import Profile, Resources, Settings, image_allowed
 from injector.errors import InjectionDenied, UnknownProfile
-from injector.model import NamespaceInfo, PodRequest, parse_annotations
-from injector.quantities import parse_cpu, parse_memory
-from injector.settings import Profile, Resources, Settings, image_allowed
 from sidecar.reload import ReloadTarget
 
 AGENT_UID = 1337

@@ -4,7 +4,7 @@ The only code that reads our pod annotations. Every invalid value is reported
 (all of them, in one ``InjectionDenied`` message naming each annotation, its
 value and what is accepted); unknown keys under the prefix become warnings with
 the nearest known key. Role defaults that depend on the profile or the pod are
-resolved later, in ``injector.plan``.
+resolved later, in ``injector.core.plan``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from injector.annotations import FIXED_KEYS, NAMESPACE_LABEL, PREFIX, ROLES, STATUS
-from injector.errors import InjectionDenied
-from injector.quantities import CPU_HELP, MEMORY_HELP, parse_cpu, parse_memory
-from injector.values import (
+from injector.core.annotations import FIXED_KEYS, NAMESPACE_LABEL, PREFIX, ROLES, STATUS
+from injector.core.quantities import CPU_HELP, MEMORY_HELP, parse_cpu, parse_memory
+from injector.core.values import (
     NAME_HELP,
     PATH_HELP,
     SOURCE_HELP,
@@ -31,6 +30,7 @@ from injector.values import (
     parse_source,
     parse_upstream,
 )
+from injector.errors import InjectionDenied
 from sidecar.reload import RELOAD_HELP, ReloadTarget, SignalTarget, parse_reload
 from sidecar.units import (
     BOOL_HELP,

@@ -15,7 +15,7 @@ import base64
 import logging
 from typing import Any
 
-from injector.operator_kube import JSON_PATCH, Kube, KubeError
+from injector.operator.kube import JSON_PATCH, Kube, KubeError
 
 log = logging.getLogger("injector.operator.webhookconfig")
 PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"

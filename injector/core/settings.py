@@ -19,9 +19,9 @@ from types import MappingProxyType
 from typing import Any
 
 from injector import __version__
+from injector.core.quantities import parse_cpu, parse_memory
+from injector.core.values import parse_retry_on
 from injector.errors import ConfigError
-from injector.quantities import parse_cpu, parse_memory
-from injector.values import parse_retry_on
 from sidecar.units import parse_duration, parse_positive_int, parse_rate
 
 ROLES = ("proxy", "secrets", "config")

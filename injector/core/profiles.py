@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
+from injector.core.settings import Profile, Settings
 from injector.errors import ConfigError
-from injector.settings import Profile, Settings
 
 GROUP = "sidecar.example.io"
 VERSION = "v1alpha1"

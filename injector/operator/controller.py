@@ -1,15 +1,18 @@
 """``sidecar-injector serve --operator``: the control loops, in the webhook's event loop.
 
-``run(ctx)`` is awaited as a task next to uvicorn (``injector.serve``). It:
+The CLI reads ``OperatorOptions`` once and hands ``hook(options)`` to
+``injector.admission.serve.serve``, which awaits it as a task next to uvicorn
+(so the admission shell never imports the operator). It:
 
-- elects a leader among the replicas with a Lease (``operator_lease``);
+- elects a leader among the replicas with a Lease (``lease``);
 - keeps the serving certificate in a Secret, renews it (leader), loads it into
   the live TLS context (everyone) and keeps the webhook configuration's
-  caBundle current (leader) (``operator_certs``);
+  caBundle current (leader) (``certificates``, ``webhookconfig``);
 - lists SidecarProfiles, then lets kopf watch them into the profile store that
   ``ctx.settings`` serves, and writes their status (leader)
-  (``operator_profiles``);
-- lets kopf watch namespaces into ``ctx.namespaces`` (the injection label);
+  (``profiles``);
+- lets kopf watch namespaces into ``ctx.namespaces`` (the injection label)
+  (``namespaces``);
 - adds readiness checks: certificates, profiles and namespaces loaded.
 
 kopf runs standalone (no kopf peering): peering would pause every handler on
@@ -29,106 +32,24 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import signal
-import socket
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
-from injector import certs
+from injector.admission.serve import OperatorHook, ServeContext
+from injector.core.profiles import ProfileStore
+from injector.core.settings import parse_version
 from injector.errors import ConfigError
-from injector.operator_certs import CertificateKeeper
-from injector.operator_kube import Kube, KubeAccess, KubeError
-from injector.operator_lease import LeaderElector, LeaseTiming
-from injector.operator_namespaces import NamespaceKeeper
-from injector.operator_profiles import ProfileKeeper
-from injector.operator_webhookconfig import WebhookConfigPatcher
-from injector.profiles import ProfileStore
-from injector.serve import ServeContext
-from injector.settings import parse_version
-from sidecar.units import parse_duration
+from injector.operator.certificates import CertificateKeeper
+from injector.operator.kube import Kube, KubeAccess, KubeError
+from injector.operator.lease import LeaderElector
+from injector.operator.namespaces import NamespaceKeeper
+from injector.operator.options import OperatorOptions
+from injector.operator.profiles import ProfileKeeper
+from injector.operator.webhookconfig import WebhookConfigPatcher
 
-log = logging.getLogger("injector.operator")
-DEFAULT_NAME = "sidecar-injector"
-SECRET_NAME = "sidecar-injector-tls"  # noqa: S105 (a Secret's name, not a password)
-
-
-@dataclass(frozen=True)
-class OperatorOptions:
-    namespace: str = DEFAULT_NAME
-    service: str = DEFAULT_NAME
-    secret: str = SECRET_NAME
-    webhook_configuration: str = DEFAULT_NAME
-    lease: str = DEFAULT_NAME
-    identity: str = ""
-    cert_dns: tuple[str, ...] = ()
-    cert_ips: tuple[str, ...] = ()
-    policy: certs.RotationPolicy = field(default_factory=certs.RotationPolicy)
-    cert_interval: float = 30.0
-    timing: LeaseTiming = field(default_factory=LeaseTiming)
-
-    @classmethod
-    def from_mapping(
-        cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
-    ) -> OperatorOptions:
-        """``ctx.options`` (command-line flags, ``None`` = unset) over the environment.
-
-        Keys: injector_namespace, service, secret, webhook_configuration,
-        lease, dns_name, cert_ips, ca_validity, cert_validity,
-        renew_fraction, cert_interval. The namespace defaults to ``POD_NAMESPACE``, the
-        in-cluster namespace, then ``sidecar-injector``; the identity to
-        ``POD_NAME`` (else the host name) plus a random suffix.
-        """
-        env = os.environ if environ is None else environ
-
-        def get(key: str, default: Any) -> Any:
-            value = options.get(key)
-            return default if value is None else value
-
-        namespace = get("injector_namespace", env.get("POD_NAMESPACE") or _in_cluster_namespace())
-        suffix = secrets.token_hex(3)
-        identity = f"{env.get('POD_NAME') or socket.gethostname()}-{suffix}"
-        try:
-            policy = certs.RotationPolicy(
-                ca_validity=_duration(get("ca_validity", None), certs.CA_VALIDITY),
-                serving_validity=_duration(get("cert_validity", None), certs.SERVING_VALIDITY),
-                renew_fraction=float(get("renew_fraction", certs.RENEW_FRACTION)),
-            )
-        except (certs.CertificateError, ValueError) as exc:
-            raise ConfigError(f"--operator certificate policy: {exc}") from None
-        interval = get("cert_interval", None)
-        return cls(
-            namespace=namespace,
-            service=get("service", DEFAULT_NAME),
-            secret=get("secret", SECRET_NAME),
-            webhook_configuration=get("webhook_configuration", DEFAULT_NAME),
-            lease=get("lease", DEFAULT_NAME),
-            identity=identity,
-            cert_dns=tuple(get("dns_name", ())),
-            cert_ips=tuple(get("cert_ips", ())),
-            policy=policy,
-            cert_interval=_duration(interval, None).total_seconds() if interval else 30.0,
-        )
-
-    def dns_names(self) -> list[str]:
-        names = certs.service_dns_names(self.service, self.namespace)
-        return names + [name for name in self.cert_dns if name not in names]
-
-
-def _duration(text: Any, default: Any) -> Any:
-    import datetime as dt  # noqa: PLC0415
-
-    if text is None:
-        return default
-    if isinstance(text, dt.timedelta):
-        return text
-    try:
-        return dt.timedelta(seconds=parse_duration(str(text)))
-    except ValueError as exc:
-        raise ConfigError(f"--operator: {exc}") from None
+log = logging.getLogger("injector.operator.controller")
 
 
 def register_login(registry: kopf.OperatorRegistry, access: KubeAccess) -> None:
@@ -146,14 +67,6 @@ def register_login(registry: kopf.OperatorRegistry, access: KubeAccess) -> None:
             certificate_path=access.cert_file,
             private_key_path=access.key_file,
         )
-
-
-def _in_cluster_namespace() -> str:
-    try:
-        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
-            return handle.read().strip() or DEFAULT_NAME
-    except OSError:
-        return DEFAULT_NAME
 
 
 class Operator:
@@ -263,9 +176,17 @@ class Operator:
         await kopf.run_tasks(tasks, ignored=existing)
 
 
-async def run(ctx: ServeContext) -> None:
-    """The ``--operator`` hook (see ``injector.serve``)."""
-    options = OperatorOptions.from_mapping(ctx.options)
+def hook(options: OperatorOptions) -> OperatorHook:
+    """What the CLI hands to ``injector.admission.serve.serve`` for ``--operator``."""
+
+    async def start(ctx: ServeContext) -> None:
+        await run(ctx, options)
+
+    return start
+
+
+async def run(ctx: ServeContext, options: OperatorOptions) -> None:
+    """The control loops until uvicorn stops (then cancelled) or they fail for good."""
     kube = Kube(KubeAccess.discover())
     operator = Operator(ctx, options, kube)
     log.info(

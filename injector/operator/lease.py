@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from injector.operator_kube import Conflict, Kube, KubeError
+from injector.operator.kube import Conflict, Kube, KubeError
 
 log = logging.getLogger("injector.operator.lease")
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
+from injector.core.profiles import GROUP, KIND, VERSION, ProfileStore
+from injector.core.settings import Settings
 from injector.errors import ConfigError
-from injector.profiles import GROUP, KIND, VERSION, ProfileStore
-from injector.settings import Settings
 
 API_VERSION = f"{GROUP}/{VERSION}"
 SHAPES = (

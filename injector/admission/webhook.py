@@ -1,6 +1,6 @@
 """The FastAPI app: ``POST /mutate``, ``/healthz``, ``/readyz``, ``/metrics``.
 
-A thin shell over ``injector.review``. ``create_app`` takes everything it
+A thin shell over ``injector.admission.review``. ``create_app`` takes everything it
 needs (nothing is read from the environment or module globals):
 
 * ``settings``: a callable returning the current ``Settings`` (the operator's
@@ -30,13 +30,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from injector import __version__
+from injector.admission.metrics import Metrics
+from injector.admission.review import MAX_BODY, FailurePolicy, Outcome, admit, parse_review
+from injector.core.model import NamespaceInfo
+from injector.core.settings import Settings
 from injector.errors import BadReview
-from injector.metrics import Metrics
-from injector.model import NamespaceInfo
-from injector.review import MAX_BODY, FailurePolicy, Outcome, admit, parse_review
-from injector.settings import Settings
 
-log = logging.getLogger("injector.webhook")
+log = logging.getLogger("injector.admission.webhook")
 SettingsProvider = Callable[[], Settings]
 NamespaceLookup = Callable[[str], NamespaceInfo]
 Readiness = Callable[[], tuple[bool, str]]

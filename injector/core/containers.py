@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from injector.plan import AGENT_PORTS, PROXY_PORTS, Plan, RoleSpec
+from injector.core.plan import AGENT_PORTS, PROXY_PORTS, Plan, RoleSpec
 
 SECRETS_DIR = "/var/run/secrets/sidecar"
 STATE_DIR = "/var/run/sidecar/state"

@@ -13,9 +13,9 @@ from typing import Any, cast
 
 import kopf
 
-from injector.operator_kube import Kube, KubeError
-from injector.operator_lease import wait_any
-from injector.serve import NamespaceCache
+from injector.admission.serve import NamespaceCache
+from injector.operator.kube import Kube, KubeError
+from injector.operator.lease import wait_any
 
 log = logging.getLogger("injector.operator.namespaces")
 

@@ -25,11 +25,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from injector import certs
-from injector.operator_kube import Conflict, Kube, KubeError
-from injector.operator_lease import LeaderElector, wait_any
-from injector.operator_webhookconfig import WebhookConfigPatcher
-from injector.tls import ServingTLS, fingerprint
+from injector.admission import certs
+from injector.admission.tls import ServingTLS, fingerprint
+from injector.operator.kube import Conflict, Kube, KubeError
+from injector.operator.lease import LeaderElector, wait_any
+from injector.operator.webhookconfig import WebhookConfigPatcher
 
 log = logging.getLogger("injector.operator.certs")
 
