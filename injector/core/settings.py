@@ -27,7 +27,8 @@ from sidecar.units import parse_duration, parse_positive_int, parse_rate
 ROLES = ("proxy", "secrets", "config")
 NATIVE_MODES = ("auto", "true", "false")
 SECRETS_MODES = ("init", "sidecar", "both")
-DEFAULT_IMAGE = "sidecar-injector/sidecar:" + __version__
+# The registry is named: "allowed registries" derived from a bare name would be all of docker.io.
+DEFAULT_IMAGE = "ghcr.io/sidecar-injector/sidecar:" + __version__
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 NATIVE_SIDECARS_SINCE = (1, 29)
 PULL_POLICIES = ("IfNotPresent", "Always", "Never")

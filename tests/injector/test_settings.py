@@ -79,3 +79,14 @@ def test_registries() -> None:
     assert image_allowed("ghcr.io/team/sidecar:1", ("ghcr.io/team",))
     assert not image_allowed("ghcr.io/teamb/sidecar:1", ("ghcr.io/team",))
     assert image_allowed("library/nginx", ("docker.io",))
+
+
+def test_the_default_image_names_its_registry() -> None:
+    """A bare name means docker.io: the default profile would then allow every
+    image there as a per-pod override."""
+    profile = Profile()
+    first = profile.image.split("/", 1)[0]
+    assert "." in first, profile.image
+    assert profile.registries() == (first,)
+    assert not image_allowed("docker.io/library/busybox:1", profile.registries())
+    assert not image_allowed("busybox:1", profile.registries())

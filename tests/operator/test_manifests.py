@@ -4,6 +4,7 @@ webhook, RBAC and Deployment keep the invariants the operator relies on."""
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from injector.core.profiles import parse
+from injector.core.settings import DEFAULT_IMAGE
 from injector.operator import options as operator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,6 +226,10 @@ def test_the_default_profile_is_the_default() -> None:
     profile = one("base", "SidecarProfile")
     assert profile["metadata"]["name"] == "default"
     assert profile["spec"]["default"] is True
+    # The shipped image names its registry (a bare name is docker.io, all of it
+    # then allowed for overrides), and it is the injector's built-in default.
+    assert profile["spec"]["image"] == DEFAULT_IMAGE
+    assert "." in DEFAULT_IMAGE.split("/", 1)[0]
 
 
 def test_the_e2e_overlay_uses_local_images_and_the_vault_stand_in() -> None:
@@ -249,3 +255,43 @@ def test_the_e2e_overlay_uses_local_images_and_the_vault_stand_in() -> None:
         f"http://vault.{service['metadata']['namespace']}.svc:{service['spec']['ports'][0]['port']}"
     )
     assert profile["spec"]["vault"]["address"] == address
+
+
+def test_the_webhook_policy_binds_the_injector_account_to_its_own_configuration() -> None:
+    policy = one("base", "ValidatingAdmissionPolicy")
+    binding = one("base", "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    (condition,) = spec["matchConditions"]
+    subject = one("base", "ClusterRoleBinding")["subjects"][0]
+    account = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
+    assert f'"{account}"' in condition["expression"]
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert set(rule["operations"]) == {"CREATE", "UPDATE", "DELETE"}
+    assert "mutatingwebhookconfigurations" in rule["resources"]
+    update = next(v for v in spec["variables"] if v["name"] == "update")["expression"]
+    assert f'object.metadata.name == "{operator.DEFAULT_NAME}"' in update
+    kept = next(v for v in spec["variables"] if v["name"] == "kept")["expression"]
+    # Every field of a webhook (as the newest schema knows it) is compared but
+    # the name (matched on) and clientConfig.caBundle (the one allowed change).
+    fields = _schema_fields("mutatingwebhook") - {"name", "clientConfig"}
+    client = _schema_fields("webhookclientconfig") - {"caBundle"}
+    assert {f for f in fields if f"w.?{f} == o.?{f}" not in kept} == set()
+    assert {
+        f for f in client if f"w.?clientConfig.?{f} == o.?clientConfig.?{f}" not in kept
+    } == set()
+    assert "caBundle" not in kept
+
+
+def _schema_fields(kind: str) -> set[str]:
+    schemas = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    newest = max(
+        (d for d in schemas.iterdir() if d.name.endswith("-local-strict")),
+        key=lambda d: tuple(int(x) for x in d.name[1:].split("-")[0].split(".")),
+    )
+    document = json.loads((newest / f"{kind}-admissionregistration-v1.json").read_text())
+    return set(document["properties"])
