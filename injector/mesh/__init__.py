@@ -1,14 +1,14 @@
-"""Mutual TLS between injected pods: the operator's side.
+"""Mutual TLS between injected pods: the pure core of the operator's side.
 
-* ``signer``: the pure signer core (roots, CSR checks, leaf certificates with
-  the validity rules Kubernetes applies to PodCertificateRequests);
-* ``trust``: the pure root-rotation plan (publish, switch once agents trust
-  the new root, retire after one certificate lifetime, alarms);
-* ``review``: who is asking: TokenReview with our audience, bound to the live pod;
-* ``service``: the CSR endpoint the agents call (FastAPI), same core for every
-  front door; ``pcr``: PodCertificateRequests where the cluster serves them;
-* ``keeper``: the leader's loop that stores roots, publishes bundles and
-  rotates (Secret, ConfigMaps, Events).
+* ``signer``: mesh roots, CSR checks, leaf certificates within the validity
+  rules Kubernetes applies to PodCertificateRequests;
+* ``trust``: the root-rotation plan (publish, switch once agents trust the new
+  root, retire after one certificate lifetime, alarms).
+
+No I/O here: the operator's ``identity_review`` (who is asking),
+``identity_service`` (the agents' CSR endpoint) and ``mesh_ca`` (roots in a
+Secret, bundles in ConfigMaps, rotation) call into it, and so does the
+PodCertificateRequest front door.
 
 Exceptions::
 

@@ -27,6 +27,7 @@ import ipaddress
 import json
 from typing import Any
 
+from sidecar.proxy import mesh_tls
 from sidecar.proxy.settings import ProxySettings, Upstream
 
 RATE_LIMITED_HEADER = "x-sidecar-rate-limited"
@@ -94,7 +95,7 @@ def render(settings: ProxySettings) -> dict[str, Any]:
     if settings.inbound_port is not None:
         listeners.append(_inbound_listener(settings))
         clusters.append(_inbound_cluster(settings, settings.inbound_port))
-    return {
+    config = {
         "node": {"id": settings.node_id, "cluster": "sidecar-proxy"},
         "admin": {"address": _address("127.0.0.1", settings.admin_port)},
         "static_resources": {"listeners": listeners, "clusters": clusters},
@@ -110,6 +111,9 @@ def render(settings: ProxySettings) -> dict[str, Any]:
             ]
         },
     }
+    if settings.mesh is not None:
+        mesh_tls.secure(config, settings.mesh)
+    return config
 
 
 def to_json(config: dict[str, Any]) -> bytes:

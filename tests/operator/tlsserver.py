@@ -53,10 +53,12 @@ class GatedApp:
 class TLSServer:
     """uvicorn serving ``app`` with ``tls.context``; ``call`` runs code in its event loop."""
 
-    def __init__(self, app: Any, tls: ServingTLS) -> None:
+    def __init__(self, app: Any, tls: ServingTLS, sock: socket.socket | None = None) -> None:
         self.tls = tls
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        if sock is None:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+        self.sock = sock
         self.port = int(self.sock.getsockname()[1])
         config = uvicorn.Config(
             app,

@@ -1,0 +1,367 @@
+"""The proxy's certificate over time: first issuance, renewal, trust bundle, readiness.
+
+``IdentityKeeper`` runs in the proxy agent (stdlib only). Each issuance is a
+child process (``sidecar.identity.issue``) so ``cryptography`` never stays in
+the agent's memory.
+
+* ``obtain_first``: before Envoy starts, retry with back-off until a
+  certificate and the trust bundle are on disk; the agent is not ready
+  meanwhile, so the app does not start (native sidecars: startupProbe;
+  classic: the postStart hook) and each failure is logged with its fix.
+* Renewal at the signer's ``refreshAt`` (about half-life, jittered); a failed
+  renewal is retried with back-off, louder as expiry nears.
+* The trust bundle: from each answer and from the ConfigMap file (polled);
+  the higher ``generation`` wins and is swapped into Envoy's SDS file. Once
+  Envoy's ``/certs`` lists every root, the agent reports their fingerprints
+  to the operator (which switches issuance to a new root only after that).
+* ``readiness``: true only while Envoy serves our current certificate (its
+  serial in ``/certs``) and it has not expired: Envoy's own ``/ready`` stays
+  LIVE when a certificate is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar.backoff import Backoff
+from sidecar.errors import IdentityError, UsageError
+from sidecar.files import write_atomic
+from sidecar.identity import pem, protocol
+from sidecar.log import Logger
+from sidecar.metrics import Registry
+from sidecar.proxy import mesh_tls
+from sidecar.proxy.admin import AdminError, EnvoyAdmin
+from sidecar.proxy.mesh_settings import MeshSettings
+
+TRUST_POLL = 5.0
+ISSUE_TIMEOUT = 60.0
+SKEW_WARNING = 30.0
+
+
+@dataclass(frozen=True)
+class Certificate:
+    serial: int
+    not_before: dt.datetime
+    not_after: dt.datetime
+    refresh_at: dt.datetime
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class IdentityKeeper:
+    def __init__(
+        self, mesh: MeshSettings, log: Logger, registry: Registry, admin: EnvoyAdmin
+    ) -> None:
+        self.mesh = mesh
+        self.log = log
+        self.admin = admin
+        self.current: Certificate | None = None
+        self.trust_generation = -1
+        self.trust_serials: frozenset[int] = frozenset()
+        self.trusted: tuple[str, ...] = ()
+        self.reported: tuple[str, ...] = ()
+        self.problem = "waiting for the first certificate"
+        self.served_serial: int | None = None
+        self._trust_seen: bytes | None = None
+        self.backoff = Backoff(initial=1.0, maximum=30.0)
+        self.thread: threading.Thread | None = None
+        m = registry
+        self.expiry = m.gauge(
+            "mesh_certificate_expiry_timestamp_seconds", "When the proxy's certificate expires"
+        )
+        self.refresh = m.gauge(
+            "mesh_certificate_refresh_timestamp_seconds", "When its renewal starts"
+        )
+        self.renewals = m.counter(
+            "mesh_certificate_renewals_total",
+            "Certificate requests, by outcome (issued, or the failure reason)",
+            ("outcome",),
+        )
+        self.issue_seconds = m.gauge(
+            "mesh_issuance_seconds", "Last issuance: CSR sent to certificate on disk"
+        )
+        self.skew = m.gauge("mesh_clock_skew_seconds", "The signer's clock minus this node's")
+        self.generation = m.gauge("mesh_trust_bundle_generation", "Generation of the trust bundle")
+        self.reports = m.counter(
+            "mesh_trust_reports_total", "Trust reports sent to the operator", ("outcome",)
+        )
+        self.served = m.gauge(
+            "mesh_certificate_served", "1 while Envoy serves the current certificate"
+        )
+        m.gauge("mesh_mtls_mode", "The pod's mesh mTLS mode", ("mode",)).set(1, mode=mesh.mode)
+
+    # -- issuance ---------------------------------------------------------
+
+    def _request(self) -> dict[str, Any]:
+        m = self.mesh
+        return {
+            "identity": m.identity.uri,
+            "namespace": m.identity.namespace,
+            "pod": m.pod_name,
+            "signer": m.signer,
+            "signer_ca": str(m.signer_ca),
+            "token_file": str(m.token_file),
+            "cert_file": str(m.cert_file),
+            "trusted_roots": list(self.trusted),
+        }
+
+    def _run_issue(self) -> dict[str, Any]:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "sidecar.identity.issue"],
+                input=json.dumps(self._request()),
+                capture_output=True,
+                text=True,
+                timeout=ISSUE_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"error": "IssuerFailed", "message": str(exc), "retry": True}
+        try:
+            result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            tail = (done.stderr or done.stdout).strip()[-400:]
+            return {
+                "error": "IssuerFailed",
+                "message": f"exit {done.returncode}: {tail}",
+                "retry": True,
+            }
+        return result
+
+    def renew(self) -> bool:
+        """One issuance; True when a new certificate is on disk."""
+        result = self._run_issue()
+        if "error" in result:
+            self._failed(result)
+            return False
+        refresh = result.get("refreshAt") or ""
+        not_before = protocol.parse_time(result["notBefore"], "notBefore")
+        not_after = protocol.parse_time(result["notAfter"], "notAfter")
+        refresh_at = (
+            protocol.parse_time(refresh, "refreshAt")
+            if refresh
+            else not_before + (not_after - not_before) / 2
+        )
+        refresh_at = min(max(refresh_at, not_before), not_after)
+        self.current = Certificate(int(result["serial"], 16), not_before, not_after, refresh_at)
+        self.apply_trust(
+            str(result["trustBundle"]).encode(), int(result["trustGeneration"]), "signer"
+        )
+        self.expiry.set(not_after.timestamp())
+        self.refresh.set(refresh_at.timestamp())
+        self.issue_seconds.set(float(result.get("issueSeconds") or 0))
+        self.renewals.inc(outcome="issued")
+        self.backoff.reset()
+        self.problem = ""
+        skew = result.get("skew")
+        if isinstance(skew, int | float):
+            self.skew.set(skew)
+            if abs(skew) > SKEW_WARNING:
+                self.log.warning(
+                    "mesh: clock skew",
+                    skew_seconds=round(skew, 1),
+                    fix="this node's clock differs from the signer's; peers may refuse "
+                    "certificates outside the 3-minute backdate: fix NTP on this node",
+                )
+        self.log.info(
+            "mesh: certificate issued",
+            identity=self.mesh.identity.uri,
+            serial=result["serial"],
+            not_after=result["notAfter"],
+            refresh_at=refresh_at.isoformat(),
+            seconds=result.get("issueSeconds"),
+        )
+        return True
+
+    def _failed(self, result: dict[str, Any]) -> None:
+        reason = str(result.get("error") or "Unknown")
+        message = str(result.get("message") or "")
+        self.renewals.inc(outcome=reason)
+        left = (self.current.not_after - _now()).total_seconds() if self.current else None
+        self.problem = f"certificate request failed ({reason}): {message}"
+        level = self.log.error if left is not None and left < 600 else self.log.warning
+        level(
+            "mesh: certificate request failed",
+            identity=self.mesh.identity.uri,
+            signer=self.mesh.signer,
+            reason=reason,
+            error=message,
+            expires_in_seconds=None if left is None else round(left),
+            fix=_fix(reason),
+        )
+
+    # -- trust bundle -----------------------------------------------------
+
+    def apply_trust(self, bundle: bytes, generation: int, source: str) -> bool:
+        """Swap in ``bundle`` if it is newer than the one Envoy has."""
+        if generation <= self.trust_generation and self.mesh.trust_file.exists():
+            return False
+        try:
+            ders = pem.certificates(bundle)
+            serials = frozenset(pem.serial(d) for d in ders)
+        except ValueError as exc:
+            self.log.warning(
+                "mesh: trust bundle unreadable, kept the current one", source=source, error=str(exc)
+            )
+            return False
+        if not ders:
+            self.log.warning(
+                "mesh: trust bundle has no certificate, kept the current one", source=source
+            )
+            return False
+        write_atomic(self.mesh.trust_file, mesh_tls.sds_trust(bundle), mode=0o444)
+        self.trust_generation = generation
+        self.trust_serials = serials
+        self.trusted = tuple(pem.fingerprint(d) for d in ders)
+        self.generation.set(generation)
+        self.log.info("mesh: trust bundle", generation=generation, roots=len(ders), source=source)
+        return True
+
+    def poll_trust_file(self) -> None:
+        """The ConfigMap's roots (``roots.pem`` + ``generation``), when they changed."""
+        path = self.mesh.trust_bundle
+        try:
+            bundle = path.read_bytes()
+            generation = int((path.parent / "generation").read_text().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if bundle == self._trust_seen:
+            return
+        self._trust_seen = bundle
+        self.apply_trust(bundle, generation, str(path))
+
+    def envoy_trusts_all(self) -> bool:
+        try:
+            status, body = self.admin.get("/certs")
+            document = json.loads(body) if status == 200 else {}
+        except (AdminError, ValueError):
+            return False
+        listed = {
+            int(entry.get("serial_number", "0"), 16)
+            for item in document.get("certificates", [])
+            for entry in item.get("ca_cert", [])
+        }
+        return bool(self.trust_serials) and self.trust_serials <= listed
+
+    def report_trust(self) -> None:
+        """Tell the operator which roots Envoy now trusts (once per change)."""
+        if self.trusted == self.reported or self.mesh.signer is None or not self.envoy_trusts_all():
+            return
+        document = {
+            "pod": {"namespace": self.mesh.identity.namespace, "name": self.mesh.pod_name},
+            "trustedRoots": list(self.trusted),
+        }
+        try:
+            token = protocol.read_token(self.mesh.token_file)
+            protocol.post(
+                self.mesh.signer, protocol.TRUST_REPORTS, document, token, self.mesh.signer_ca
+            )
+        except IdentityError as exc:
+            self.reports.inc(outcome="failed")
+            self.log.warning("mesh: trust report failed; retrying", error=str(exc))
+            return
+        self.reports.inc(outcome="sent")
+        self.reported = self.trusted
+        self.log.info(
+            "mesh: trust reported", roots=len(self.trusted), generation=self.trust_generation
+        )
+
+    # -- loops --------------------------------------------------------------
+
+    def obtain_first(self, stop: threading.Event) -> bool:
+        """Block until the first certificate and bundle are on disk (or ``stop``)."""
+        try:
+            self.mesh.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"--work-dir / SIDECAR_WORK_DIR: cannot create {self.mesh.directory} "
+                f"({exc.strerror}); mount a writable volume there"
+            ) from None
+        while not stop.is_set():
+            self.poll_trust_file()
+            if self.renew():
+                self.poll_trust_file()
+                return True
+            stop.wait(self.backoff.next())
+        return False
+
+    def start(self, stop: threading.Event) -> None:
+        self.thread = threading.Thread(
+            target=self._loop, args=(stop,), name="mesh-identity", daemon=True
+        )
+        self.thread.start()
+
+    def _loop(self, stop: threading.Event) -> None:
+        retry_at: float | None = None
+        while not stop.is_set():
+            self.poll_trust_file()
+            self.report_trust()
+            current = self.current
+            due = current is None or _now() >= current.refresh_at
+            if due and (retry_at is None or time.monotonic() >= retry_at):
+                retry_at = None if self.renew() else time.monotonic() + self.backoff.next()
+            stop.wait(self._sleep(retry_at))
+
+    def _sleep(self, retry_at: float | None) -> float:
+        wait = TRUST_POLL
+        if retry_at is not None:
+            wait = min(wait, max(0.05, retry_at - time.monotonic()))
+        elif self.current is not None:
+            wait = min(wait, max(0.05, (self.current.refresh_at - _now()).total_seconds()))
+        return wait
+
+    # -- readiness ----------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str]:
+        current = self.current
+        if current is None:
+            return False, self.problem or "waiting for the first certificate"
+        if current.not_after <= _now():
+            self.served.set(0)
+            return False, f"certificate expired at {current.not_after:%H:%M:%S} UTC: {self.problem}"
+        if self.served_serial != current.serial:
+            if not self._envoy_serves(current.serial):
+                self.served.set(0)
+                return False, f"envoy does not serve certificate {current.serial:x} yet"
+            self.served_serial = current.serial
+            self.served.set(1)
+        return True, "ready"
+
+    def _envoy_serves(self, serial: int) -> bool:
+        try:
+            status, body = self.admin.get("/certs")
+            document = json.loads(body) if status == 200 else {}
+        except (AdminError, ValueError):
+            return False
+        return any(
+            int(entry.get("serial_number", "0"), 16) == serial
+            for item in document.get("certificates", [])
+            for entry in item.get("cert_chain", [])
+        )
+
+
+FIXES = {
+    "SignerUnavailable": "the operator's certificate endpoint is unreachable: check the "
+    "sidecar-injector pods and Service (port 15012) and NetworkPolicies",
+    "TokenInvalid": "the projected token was refused by the API server: check the "
+    "sidecar-identity-token volume (audience sidecar.example.io/identity)",
+    "PodMismatch": "the token belongs to another pod: the pod's SIDECAR_POD_NAME must be its own",
+    "PodNotInjected": "the pod lacks the injector's status annotation: re-create it so the "
+    "injector admits it",
+    "ClockSkew": "fix time synchronisation (NTP) on this node",
+    "UnsupportedKeyType": "the agent and operator versions disagree: upgrade the sidecar image",
+    "IdentityMismatch": "the pod's service account changed or the request was forged",
+}
+
+
+def _fix(reason: str) -> str:
+    return FIXES.get(reason, "see the message; the agent keeps retrying with back-off")

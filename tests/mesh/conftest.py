@@ -1,0 +1,3 @@
+from tests.proxy.conftest import proxy, upstream
+
+__all__ = ["proxy", "upstream"]
