@@ -1,4 +1,4 @@
-"""The sidecar runtime agent: ``sidecar proxy|secrets|config``.
+"""The sidecar runtime agent: ``sidecar proxy|secrets|config|logs``.
 
 The agent stays small and quick to start: the common modules here import only
 the standard library. Each role lives in its own subpackage and is imported

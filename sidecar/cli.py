@@ -19,9 +19,10 @@ ROLES = {
     "proxy": "sidecar.proxy.main",
     "secrets": "sidecar.secrets.main",
     "config": "sidecar.config.main",
+    "logs": "sidecar.logs.main",
 }
 USAGE = (
-    "usage: sidecar {proxy|secrets|config} [--init] [options]\n"
+    "usage: sidecar {proxy|secrets|config|logs} [--init] [options]\n"
     "       sidecar version\n"
     "Run 'sidecar ROLE --help' for a role's options."
 )
