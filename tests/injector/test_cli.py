@@ -231,5 +231,5 @@ def test_config_takes_the_shipped_sidecarprofile(
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
     proxy = docs[1]["spec"]["template"]["spec"]["initContainers"][0]
     assert proxy["name"] == "sidecar-proxy"
-    assert proxy["image"] == "sidecar-injector/sidecar:0.1.0"
+    assert proxy["image"] == "ghcr.io/sidecar-injector/sidecar:0.1.0"
     assert proxy["resources"]["requests"]["memory"] == "64Mi"  # the profile's, not built-in

@@ -41,7 +41,7 @@ def test_the_shipped_default_profile_loads_with_its_vault_address() -> None:
     profile = settings.profile(None)
     assert profile is not None
     assert profile.vault.address == "http://vault.vault.svc:8200"
-    assert profile.image == "sidecar-injector/sidecar:0.1.0"
+    assert profile.image == "ghcr.io/sidecar-injector/sidecar:0.1.0"
     assert profile.resources_for("proxy").memory_request == "64Mi"
 
 

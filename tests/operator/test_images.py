@@ -84,7 +84,9 @@ def test_every_image_the_manifests_name_is_built() -> None:
     )
     assert built <= targets
     manifests = "\n".join(p.read_text() for p in (ROOT / "manifests").rglob("*.yaml"))
-    named = set(re.findall(r"image: sidecar-injector/([a-z-]+)", manifests))
+    named = set(
+        re.findall(r"image: (?:[a-z0-9.-]+\.[a-z]+/)?sidecar-injector/([a-z-]+)", manifests)
+    )
     named |= set(re.findall(r"name: sidecar-injector/([a-z-]+)", manifests))  # kustomize images
     assert named == built
 
