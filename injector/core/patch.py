@@ -1,9 +1,17 @@
-"""The JSON Patch of an injection: ``jsonpatch.make_patch`` over only what
-injection changes.
+"""The JSON Patch of an injection: what ``render`` changed, as RFC 6902 ops, in
+time linear in the pod.
 
-Diffing the whole pod costs about a millisecond per review (REFERENCE.md);
-injection touches a handful of subtrees, so each is compared (cheap ``==``
-first) and only those that differ are diffed, with paths prefixed.
+``render`` copies only what it changes and keeps every other subtree as the
+same object, so the walk skips unchanged parts by identity (``is``) and
+compares what is left with one C-level ``==`` before descending. Dicts are
+walked key by key; lists of items with unique names (containers, volumes,
+mounts, env, ports) are aligned by name through dicts, other lists by their
+common head and tail. Nothing scans a list per item (no ``in list``, no
+``.index()``): a pod with 20,000 volumes costs one pass over them.
+
+The ops use explicit indices, computed against the list as the earlier ops
+leave it, so ``jsonpatch.apply_patch(original, ops) == rendered`` (the tests
+check it for every golden pod and for random documents).
 """
 
 from __future__ import annotations
@@ -13,159 +21,120 @@ from typing import Any
 
 import jsonpatch
 
-# (parent path, key) of everything render may change.
-SUBTREES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("metadata",), "annotations"),
-    (("spec",), "initContainers"),
-    (("spec",), "containers"),
-    (("spec",), "volumes"),
-    (("spec",), "shareProcessNamespace"),
-)
+Ops = list[dict[str, Any]]
 _MISSING = object()
 
 
-def _escape(token: str) -> str:
+def escape(token: str) -> str:
+    """A key as a JSON Pointer token (RFC 6901)."""
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def _get(document: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(document, Mapping) or key not in document:
-            return _MISSING
-        document = document[key]
-    return document
-
-
-def make_patch(original: Mapping[str, Any], rendered: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """JSON Patch operations turning ``original`` into ``rendered``, given that
-    they differ only in ``SUBTREES`` (which ``render`` guarantees)."""
-    ops: list[dict[str, Any]] = []
-    for parent, key in SUBTREES:
-        before_parent = _get(original, parent)
-        after_parent = _get(rendered, parent)
-        before = (
-            before_parent.get(key, _MISSING) if isinstance(before_parent, Mapping) else _MISSING
-        )
-        after = after_parent.get(key, _MISSING) if isinstance(after_parent, Mapping) else _MISSING
-        if before is after or before == after:
-            continue
-        pointer = "/" + "/".join(_escape(p) for p in (*parent, key))
-        if before_parent is _MISSING:
-            # e.g. a pod without metadata: add the parent with just this key.
-            ops.append({"op": "add", "path": "/" + "/".join(parent), "value": {key: after}})
-        elif after is _MISSING:
-            ops.append({"op": "remove", "path": pointer})
-        elif (
-            before is _MISSING
-            or type(before) is not type(after)
-            or not isinstance(before, dict | list)
-        ):
-            ops.append({"op": "add", "path": pointer, "value": after})
-        else:
-            _diff(before, after, pointer, ops)
+def make_patch(original: Mapping[str, Any], rendered: Mapping[str, Any]) -> Ops:
+    """JSON Patch operations turning ``original`` into ``rendered``."""
+    ops: Ops = []
+    _diff(original, rendered, "", ops)
     return ops
 
 
-def _diff(before: Any, after: Any, pointer: str, ops: list[dict[str, Any]]) -> None:
-    """Descend while the shapes agree (dicts key by key, lists of one length
-    index by index), skipping equal parts with a C-level ``==``; hand what
-    differs to jsonpatch. An app container with sixty env vars and one new
-    volumeMount is then one small diff, not a walk through every env var."""
-    if before == after:
+def _diff(before: Any, after: Any, pointer: str, ops: Ops) -> None:
+    if before is after:
         return
     if isinstance(before, dict) and isinstance(after, dict):
-        for key in (*after.keys(), *(k for k in before if k not in after)):
-            old, new = before.get(key, _MISSING), after.get(key, _MISSING)
-            if old is new or old == new:
-                continue
-            child = f"{pointer}/{_escape(key)}"
-            if isinstance(old, dict | list) and type(old) is type(new):
-                _diff(old, new, child, ops)
-            else:
-                left = {} if old is _MISSING else {key: old}
-                right = {} if new is _MISSING else {key: new}
-                _extend(ops, jsonpatch.make_patch(left, right).patch, pointer)
+        _diff_dicts(before, after, pointer, ops)
+    elif isinstance(before, list) and isinstance(after, list):
+        if before != after:
+            _diff_lists(before, after, pointer, ops)
+    elif type(before) is not type(after) or before != after:
+        ops.append({"op": "replace", "path": pointer, "value": after})
+
+
+def _diff_dicts(before: dict[str, Any], after: dict[str, Any], pointer: str, ops: Ops) -> None:
+    if before == after:
         return
-    if isinstance(before, list) and isinstance(after, list):
-        _diff_lists(before, after, pointer, ops)
-        return
-    _extend(ops, jsonpatch.make_patch(before, after).patch, pointer)
+    for key in before:
+        if key not in after:
+            ops.append({"op": "remove", "path": f"{pointer}/{escape(key)}"})
+    for key, new in after.items():
+        old = before.get(key, _MISSING)
+        if old is new:
+            continue
+        child = f"{pointer}/{escape(key)}"
+        if old is _MISSING:
+            ops.append({"op": "add", "path": child, "value": new})
+        else:
+            _diff(old, new, child, ops)
 
 
-def _comparable(old: Any, new: Any) -> bool:
-    return bool(old == new or (isinstance(old, dict | list) and type(old) is type(new)))
-
-
-def _diff_lists(
-    before: list[Any], after: list[Any], pointer: str, ops: list[dict[str, Any]]
-) -> None:
-    """Items appended (classic sidecars after the app) or prepended (native
-    sidecars before the user's init containers) become adds; the items both
-    lists share are diffed in place."""
+def _diff_lists(before: list[Any], after: list[Any], pointer: str, ops: Ops) -> None:
+    """Items appended or prepended (a C-level comparison of the rest, identity
+    first); else named items aligned by name; else the common head and tail
+    kept and the middle diffed item by item (same length) or replaced."""
+    n, m = len(before), len(after)
+    if m > n:
+        appended = after[:n] == before
+        if appended or after[m - n :] == before:
+            start, added = (n, after[n:]) if appended else (0, after[: m - n])
+            for offset, item in enumerate(added):
+                ops.append({"op": "add", "path": f"{pointer}/{start + offset}", "value": item})
+            return
     if _by_name(before, after, pointer, ops):
         return
-    n, m = len(before), len(after)
-    if m >= n and all(_comparable(b, a) for b, a in zip(before, after, strict=False)):
-        for index, (old, new) in enumerate(zip(before, after, strict=False)):
-            if old != new:
-                _diff(old, new, f"{pointer}/{index}", ops)
-        _extend(ops, _reindexed(jsonpatch.make_patch([], after[n:]).patch, n), pointer)
+    head = 0
+    while head < n and head < m and _same(before[head], after[head]):
+        head += 1
+    tail = 0
+    while tail < n - head and tail < m - head and _same(before[n - 1 - tail], after[m - 1 - tail]):
+        tail += 1
+    old, new = before[head : n - tail], after[head : m - tail]
+    if len(old) == len(new):
+        for offset, (left, right) in enumerate(zip(old, new, strict=True)):
+            _diff(left, right, f"{pointer}/{head + offset}", ops)
         return
-    if m > n and after[m - n :] == before:
-        _extend(ops, jsonpatch.make_patch([], after[: m - n]).patch, pointer)
-        return
-    _extend(ops, jsonpatch.make_patch(before, after).patch, pointer)
+    for index in range(head + len(old) - 1, head - 1, -1):
+        ops.append({"op": "remove", "path": f"{pointer}/{index}"})
+    for offset, item in enumerate(new):
+        ops.append({"op": "add", "path": f"{pointer}/{head + offset}", "value": item})
 
 
-def _names(items: list[Any]) -> list[str] | None:
-    names = [i.get("name") if isinstance(i, dict) else None for i in items]
-    if all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
-        return names  # type: ignore[return-value]
-    return None
+def _same(left: Any, right: Any) -> bool:
+    return left is right or (type(left) is type(right) and left == right)
 
 
-def _by_name(before: list[Any], after: list[Any], pointer: str, ops: list[dict[str, Any]]) -> bool:
-    """Lists of named items (containers, volumes, env, mounts, ports) aligned by
-    name: removed items go, kept items (in the same relative order) are diffed
-    in place, new items are added where they stand. False when that does not fit."""
+def _names(items: list[Any]) -> dict[str, int] | None:
+    """name -> index when every item is a dict with a unique string name."""
+    names: dict[str, int] = {}
+    for index, item in enumerate(items):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or name in names:
+            return None
+        names[name] = index
+    return names
+
+
+def _by_name(before: list[Any], after: list[Any], pointer: str, ops: Ops) -> bool:
+    """Removed items go (from the last), new items are added where they stand,
+    kept items are diffed in place. False when the lists are not both named
+    or the kept items changed their relative order."""
     old_names, new_names = _names(before), _names(after)
     if old_names is None or new_names is None:
         return False
-    kept = [n for n in new_names if n in old_names]
-    if kept != [n for n in old_names if n in new_names]:
+    kept_before = [name for name in old_names if name in new_names]
+    kept_after = [name for name in new_names if name in old_names]
+    if kept_before != kept_after:
         return False
-    for index in reversed(range(len(before))):
-        if old_names[index] not in new_names:
-            _extend(
-                ops, _reindexed(jsonpatch.make_patch([before[index]], []).patch, index), pointer
-            )
-    current = {name: before[old_names.index(name)] for name in kept}
-    for index, (name, item) in enumerate(zip(new_names, after, strict=True)):
-        if name in current:
-            _diff(current[name], item, f"{pointer}/{index}", ops)
+    for name, index in reversed(old_names.items()):
+        if name not in new_names:
+            ops.append({"op": "remove", "path": f"{pointer}/{index}"})
+    for index, item in enumerate(after):
+        name = item["name"]
+        if name in old_names:
+            _diff(before[old_names[name]], item, f"{pointer}/{index}", ops)
         else:
-            _extend(ops, _reindexed(jsonpatch.make_patch([], [item]).patch, index), pointer)
+            ops.append({"op": "add", "path": f"{pointer}/{index}", "value": item})
     return True
 
 
-def _reindexed(patch: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
-    """Adds computed against an empty list, moved to start at ``offset``."""
-    moved = []
-    for op in patch:
-        index, _, rest = op["path"][1:].partition("/")
-        moved.append({**op, "path": f"/{int(index) + offset}" + (f"/{rest}" if rest else "")})
-    return moved
-
-
-def _extend(ops: list[dict[str, Any]], patch: list[dict[str, Any]], pointer: str) -> None:
-    for op in patch:
-        ops.append({**op, "path": pointer + op["path"]} | _from(op, pointer))
-
-
-def _from(op: Mapping[str, Any], pointer: str) -> dict[str, Any]:
-    return {"from": pointer + op["from"]} if "from" in op else {}
-
-
-def apply_patch(document: Mapping[str, Any], ops: list[dict[str, Any]]) -> Any:
+def apply_patch(document: Mapping[str, Any], ops: Ops) -> Any:
     """Apply ``ops`` to a copy of ``document`` (tests and the CLI use this)."""
     return jsonpatch.apply_patch(document, ops, in_place=False)
