@@ -36,14 +36,15 @@ test-unit: install
 check: install lint typecheck layering
 
 lint: install
-	$(PYTHON) -m ruff check injector sidecar tests e2e bench demo
-	$(PYTHON) -m ruff format --check injector sidecar tests e2e bench demo
+	$(PYTHON) -m ruff check contract injector sidecar tests e2e bench demo
+	$(PYTHON) -m ruff format --check contract injector sidecar tests e2e bench demo
 
 typecheck: install
 	$(PYTHON) -m mypy
 
+## layering: the import contracts of pyproject.toml [tool.importlinter], transitively.
 layering: install
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_layering.py
+	$(VENV)/bin/lint-imports --no-cache
 
 ## golden: regenerate tests/golden/*.injected.yaml from tests/golden/*.yaml.
 golden: install

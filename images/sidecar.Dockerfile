@@ -9,6 +9,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY contract ./contract
 COPY injector ./injector
 COPY sidecar ./sidecar
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \

@@ -3,7 +3,7 @@
 ``flag(parser, "--drain-timeout", "SIDECAR_DRAIN_TIMEOUT", default="30s")``
 registers a flag whose default comes from the environment. Parsing of values
 (durations, ports, ...) happens in the role's settings builder with
-``sidecar.units``, so a bad value names both the flag and the variable.
+``contract.units``, so a bad value names both the flag and the variable.
 """
 
 from __future__ import annotations

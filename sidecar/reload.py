@@ -1,7 +1,7 @@
 """Telling the app that its secrets or config changed.
 
 A reload target is written as one string (the ``reload`` annotation, passed to
-the agent as ``SIDECAR_RELOAD``):
+the agent as ``SIDECAR_RELOAD``; parsed by ``contract.reload``):
 
 * ``http://127.0.0.1:8080/-/reload`` (or https): POST to that URL, any 2xx is
   success. ``GET http://...`` picks another method.
@@ -17,66 +17,15 @@ the agent as ``SIDECAR_RELOAD``):
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
+from contract.reload import HttpTarget, ReloadTarget, SignalTarget
 from sidecar.backoff import Backoff, Deadline
 from sidecar.log import Logger
 from sidecar.metrics import Registry
-
-RELOAD_HELP = (
-    "an http(s) URL (optionally prefixed by a method, e.g. 'GET http://...') or "
-    "'signal:SIGNAME[:process-name]', e.g. 'signal:SIGHUP:nginx'"
-)
-_METHODS = ("GET", "POST", "PUT")
-
-
-@dataclass(frozen=True)
-class HttpTarget:
-    method: str
-    url: str
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.url}"
-
-
-@dataclass(frozen=True)
-class SignalTarget:
-    signum: signal.Signals
-    process: str | None
-
-    def __str__(self) -> str:
-        return f"signal:{self.signum.name}" + (f":{self.process}" if self.process else "")
-
-
-ReloadTarget = HttpTarget | SignalTarget
-
-
-def parse_reload(text: str) -> ReloadTarget:
-    value = text.strip()
-    if value.startswith("signal:"):
-        name, _, process = value[len("signal:") :].partition(":")
-        name = name.upper()
-        if not name.startswith("SIG"):
-            name = "SIG" + name
-        try:
-            signum = signal.Signals[name]
-        except KeyError:
-            raise ValueError(f"{text!r}: unknown signal {name}; use {RELOAD_HELP}") from None
-        if signum in (signal.SIGKILL, signal.SIGSTOP):
-            raise ValueError(f"{text!r}: {name} cannot be a reload signal; use e.g. SIGHUP")
-        return SignalTarget(signum, process or None)
-    method, _, url = value.partition(" ")
-    if not url:
-        method, url = "POST", value
-    method = method.upper()
-    if method not in _METHODS or not url.startswith(("http://", "https://")):
-        raise ValueError(f"{text!r} is not {RELOAD_HELP}")
-    return HttpTarget(method, url)
 
 
 class ReloadFailed(Exception):

@@ -1,16 +1,23 @@
-"""Import layering (docs/ENGINEERING.md):
+"""Import layering: the contracts in pyproject.toml ``[tool.importlinter]``
+(docs/ENGINEERING.md "Layers"), checked transitively by import-linter.
 
-* ``sidecar/`` never imports ``injector/``;
-* ``injector/`` imports from ``sidecar`` only the pure parsers ``sidecar.units``,
-  ``sidecar.reload`` and ``sidecar.identity.spiffe``;
-* the pure core (``injector.core.model``, ``render`` and what they build on) imports
-  no web framework, operator framework, Kubernetes client or network/process
-  module, directly or through its imports.
+* ``injector.cli`` > ``injector.operator`` > ``injector.admission`` >
+  ``injector.core``: each layer imports only those below it;
+* the sidecar roles never import each other;
+* ``contract`` imports the standard library only (an allowlist, checked here
+  too) and neither side; the agent never imports the injector; the injector
+  meets the agent only through ``contract``;
+* ``injector.core`` does no I/O: no framework, client, socket, thread or
+  process module, directly or through its imports.
+
+Each kind of contract is shown to fail once, on a copy of the tree with one
+bad import planted.
 """
 
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,19 +25,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ALLOWED_FROM_SIDECAR = {"sidecar.units", "sidecar.reload", "sidecar.identity.spiffe"}
-PURE = [
-    "injector.core.model",
-    "injector.core.render",
-    "injector.core.plan",
-    "injector.core.containers",
-    "injector.core.annotations",
-    "injector.core.values",
-    "injector.core.quantities",
-    "injector.core.patch",
-]
-FRAMEWORKS = ["fastapi", "starlette", "kopf", "kubernetes", "uvicorn", "httpx", "aiohttp"]
-DIRECT_IO = {"socket", "subprocess", "urllib.request", "http.client", "asyncio", "requests"}
+PACKAGES = ("contract", "injector", "sidecar")
+LINT = [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"]
+
+
+def lint(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(LINT, capture_output=True, text=True, cwd=cwd, check=False)
 
 
 def imports(path: Path) -> set[str]:
@@ -41,43 +41,60 @@ def imports(path: Path) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
 
 
-def modules(package: str) -> list[Path]:
-    return sorted((ROOT / package).rglob("*.py"))
+def test_every_import_contract_is_kept() -> None:
+    result = lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
 
 
-@pytest.mark.parametrize("path", modules("sidecar"), ids=lambda p: str(p.relative_to(ROOT)))
-def test_sidecar_never_imports_injector(path: Path) -> None:
-    bad = {name for name in imports(path) if name == "injector" or name.startswith("injector.")}
-    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+@pytest.mark.parametrize("path", sorted((ROOT / "contract").rglob("*.py")), ids=lambda p: p.name)
+def test_contract_imports_only_the_standard_library(path: Path) -> None:
+    allowed = set(sys.stdlib_module_names) | {"__future__", "contract"}
+    bad = sorted(n for n in imports(path) if n.split(".")[0] not in allowed)
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
-@pytest.mark.parametrize("path", modules("injector"), ids=lambda p: str(p.relative_to(ROOT)))
-def test_injector_imports_only_the_pure_sidecar_parsers(path: Path) -> None:
-    names = imports(path)
-    modules_used = {n for n in names if n == "sidecar" or n.startswith("sidecar.")}
-    bad = {
-        n
-        for n in modules_used
-        if not any(n == ok or n.startswith(ok + ".") for ok in ALLOWED_FROM_SIDECAR)
-    }
-    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)} from sidecar"
-
-
-@pytest.mark.parametrize("module", PURE)
-def test_pure_core_imports_no_framework_or_io(module: str) -> None:
-    path = ROOT / (module.replace(".", "/") + ".py")
-    direct = {n for n in imports(path) if n.split(".")[0] in FRAMEWORKS or n in DIRECT_IO}
-    assert not direct, f"{module} imports {sorted(direct)}"
+def test_importing_the_contract_loads_neither_side_nor_a_third_party_package() -> None:
     probe = (
-        f"import sys, {module}\n"
-        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FRAMEWORKS!r})\n"
-        "print(','.join(bad))\n"
+        "import importlib, pkgutil, sys\n"
+        "before = set(sys.modules)\n"
+        "import contract\n"
+        "for info in pkgutil.walk_packages(contract.__path__, 'contract.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "print(','.join(sorted(m for m in set(sys.modules) - before if m.split('.')[0] not in "
+        "sys.stdlib_module_names and m.split('.')[0] != 'contract')))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    assert out.stdout.strip() == "", f"importing {module} loads {out.stdout.strip()}"
+    assert out.stdout.strip() == ""
+
+
+PLANTS = [
+    # (file, line planted, contract named in the failure)
+    ("injector/core/render.py", "from injector.admission import review", "injector layers"),
+    ("sidecar/config/files_plant.py", "import sidecar.proxy.admin", "roles are independent"),
+    ("contract/plant.py", "import threading", "contract: stdlib only"),
+    ("injector/core/plant.py", "import contract.plant_io", "injector.core does no I/O"),
+]
+
+
+@pytest.mark.parametrize(("where", "line", "contract"), PLANTS, ids=[p[2] for p in PLANTS])
+def test_a_planted_import_breaks_its_contract(
+    tmp_path: Path, where: str, line: str, contract: str
+) -> None:
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "contract" / "plant_io.py").write_text(
+        "import socket\n"
+    )  # transitive: core -> here
+    target = tmp_path / where
+    target.write_text((target.read_text() if target.exists() else "") + f"\n{line}\n")
+    result = lint(tmp_path)
+    assert result.returncode != 0
+    broken = result.stdout[result.stdout.index("Broken contracts") :]
+    assert contract in broken, result.stdout

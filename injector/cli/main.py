@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from contract.units import parse_address
 from injector import __version__
 from injector.cli import config_file
 from injector.cli.workloads import dump_yaml, find_pod, namespaces_in, replace_pod
@@ -28,7 +29,6 @@ from injector.core.model import NamespaceInfo
 from injector.core.render import render
 from injector.core.settings import NATIVE_SIDECARS_SINCE, Settings, parse_version
 from injector.errors import ConfigError, InjectionDenied, InjectorError
-from sidecar.units import parse_address
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,20 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from contract.reload import RELOAD_HELP, ReloadTarget, SignalTarget, parse_reload
+from contract.units import (
+    BOOL_HELP,
+    DURATION_HELP,
+    PORT_HELP,
+    RATE_HELP,
+    RETRY_ON_HELP,
+    format_duration,
+    parse_bool,
+    parse_duration,
+    parse_port,
+    parse_positive_int,
+    parse_rate,
+)
 from injector.core.annotations import FIXED_KEYS, NAMESPACE_LABEL, PREFIX, ROLES, STATUS
 from injector.core.quantities import CPU_HELP, MEMORY_HELP, parse_cpu, parse_memory
 from injector.core.values import (
@@ -31,20 +45,6 @@ from injector.core.values import (
     parse_upstream,
 )
 from injector.errors import InjectionDenied
-from sidecar.reload import RELOAD_HELP, ReloadTarget, SignalTarget, parse_reload
-from sidecar.units import (
-    BOOL_HELP,
-    DURATION_HELP,
-    PORT_HELP,
-    RATE_HELP,
-    RETRY_ON_HELP,
-    format_duration,
-    parse_bool,
-    parse_duration,
-    parse_port,
-    parse_positive_int,
-    parse_rate,
-)
 
 T = TypeVar("T")
 SECRET_PATH_HELP = (

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from contract.reload import ReloadTarget
 from injector.core.model import NamespaceInfo, PodRequest, parse_annotations
 from injector.core.quantities import parse_cpu, parse_memory
 from injector.core.settings import Profile, Resources, Settings, image_allowed
 from injector.errors import InjectionDenied, UnknownProfile
-from sidecar.reload import ReloadTarget
 
 AGENT_UID = 1337
 INJECTOR_LABEL = ("app.kubernetes.io/name", "sidecar-injector")

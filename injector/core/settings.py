@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from contract.units import parse_duration, parse_positive_int, parse_rate
 from injector import __version__
 from injector.core.quantities import parse_cpu, parse_memory
 from injector.core.values import parse_retry_on
 from injector.errors import ConfigError
-from sidecar.units import parse_duration, parse_positive_int, parse_rate
 
 ROLES = ("proxy", "secrets", "config")
 NATIVE_MODES = ("auto", "true", "false")

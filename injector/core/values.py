@@ -1,4 +1,4 @@
-"""Parsers for annotation and profile values that ``sidecar.units`` does not
+"""Parsers for annotation and profile values that ``contract.units`` does not
 cover: upstream URLs, retry conditions, config sources, names, paths.
 
 Pure functions raising ``ValueError`` with a message that says what is
@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from sidecar.units import parse_retry_on as agent_parse_retry_on
-from sidecar.units import parse_upstream_url as agent_parse_upstream_url
+from contract.units import parse_retry_on as agent_parse_retry_on
+from contract.units import parse_upstream_url as agent_parse_upstream_url
 
 UPSTREAM_HELP = "an http:// or https:// URL with host and optional port, e.g. http://payments:8080"
 SOURCE_HELP = "an http(s):// URL, 'configmap:NAME' or 'secret:NAME'"
@@ -23,12 +23,12 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def parse_upstream(text: str) -> str:
-    """The agent's own check (``sidecar.units``)."""
+    """The agent's own check (``contract.units``)."""
     return agent_parse_upstream_url(text)[0]
 
 
 def parse_retry_on(text: str) -> str:
-    """The agent's own check (``sidecar.units``), in the canonical spelling."""
+    """The agent's own check (``contract.units``), in the canonical spelling."""
     return ",".join(agent_parse_retry_on(text))
 
 

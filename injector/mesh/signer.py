@@ -34,8 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from contract.spiffe import SpiffeId
 from injector.errors import InjectorError
-from sidecar.identity.spiffe import SpiffeId
 
 LEAF_LIFETIME = dt.timedelta(hours=24)
 ROOT_LIFETIME = dt.timedelta(days=365)

@@ -32,12 +32,12 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from contract.spiffe import SpiffeId, is_namespace
 from injector.admission.tls import ServingTLS
 from injector.mesh import signer
 from injector.mesh.signer import IssuancePolicy, RequestDenied
 from injector.mesh.trust import TrustState
 from injector.operator.identity_review import Caller, Reviewer
-from sidecar.identity.spiffe import SpiffeId, is_namespace
 
 log = logging.getLogger("injector.mesh")
 MAX_BODY = 64 * 1024

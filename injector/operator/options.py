@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract.units import parse_duration
 from injector.admission import certs
 from injector.errors import ConfigError
 from injector.operator.lease import LeaseTiming
-from sidecar.units import parse_duration
 
 DEFAULT_NAME = "sidecar-injector"
 SECRET_NAME = "sidecar-injector-tls"  # noqa: S105 (a Secret's name, not a password)

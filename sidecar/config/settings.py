@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from contract.reload import ReloadTarget, parse_reload
+from contract.units import parse_address, parse_duration
 from sidecar.errors import UsageError
 from sidecar.options import ArgumentParser, convert, flag, required
-from sidecar.reload import ReloadTarget, parse_reload
-from sidecar.units import parse_address, parse_duration
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 SOURCE_HELP = "an http(s):// URL, 'configmap:NAME' or 'secret:NAME'"

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sidecar.errors import UsageError
-from sidecar.identity.spiffe import (
+from contract.spiffe import (
     DEFAULT_TRUST_DOMAIN,
     PeerPattern,
     SpiffeId,
@@ -24,6 +23,7 @@ from sidecar.identity.spiffe import (
     parse_peer,
     parse_trust_domain,
 )
+from sidecar.errors import UsageError
 from sidecar.options import convert, flag
 
 TRUST_DIR = "/var/run/sidecar/mesh-trust"

@@ -34,7 +34,7 @@ import json
 import re
 from typing import Any
 
-from sidecar.identity.spiffe import SNI_SUFFIX, PeerPattern, SpiffeId
+from contract.spiffe import SNI_SUFFIX, PeerPattern, SpiffeId
 from sidecar.proxy.mesh_settings import MeshSettings
 
 _T = "type.googleapis.com/envoy."

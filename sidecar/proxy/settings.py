@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from sidecar.errors import UsageError
-from sidecar.options import ArgumentParser, convert, flag
-from sidecar.proxy.mesh_settings import MeshSettings, add_mesh_flags, mesh_from_args
-from sidecar.units import (
+from contract.units import (
     Rate,
     parse_address,
     parse_duration,
@@ -30,6 +27,9 @@ from sidecar.units import (
     parse_retry_on,
     parse_upstream_url,
 )
+from sidecar.errors import UsageError
+from sidecar.options import ArgumentParser, convert, flag
+from sidecar.proxy.mesh_settings import MeshSettings, add_mesh_flags, mesh_from_args
 
 T = TypeVar("T")
 

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.reload import ReloadTarget, parse_reload
+from contract.units import parse_address, parse_bool, parse_duration
 from sidecar.errors import UsageError
 from sidecar.options import ArgumentParser, convert, flag, required
-from sidecar.reload import ReloadTarget, parse_reload
-from sidecar.units import parse_address, parse_bool, parse_duration
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _NAME = re.compile(r"^[a-zA-Z0-9][-._a-zA-Z0-9]{0,252}$")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from contract.reload import HttpTarget, SignalTarget, parse_reload
 from sidecar.backoff import Backoff
 from sidecar.log import Logger
 from sidecar.metrics import Registry
-from sidecar.reload import HttpTarget, Notifier, SignalTarget, parse_reload
+from sidecar.reload import Notifier
 from tests.support import ReloadApp, wait_for
 
 

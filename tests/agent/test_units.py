@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.units import (
+from contract.units import (
     Rate,
     format_duration,
     parse_bool,

@@ -9,8 +9,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from contract.spiffe import SpiffeId
 from injector.mesh import signer
-from sidecar.identity.spiffe import SpiffeId
 from sidecar.proxy import mesh_tls
 
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contract.spiffe import PeerPattern, SpiffeId, parse_allow_from
 from injector.mesh import signer
 from sidecar.errors import UsageError
-from sidecar.identity.spiffe import PeerPattern, SpiffeId, parse_allow_from
 from sidecar.proxy import bootstrap, mesh_tls
 from sidecar.proxy.settings import load
 from tests.mesh.pki import leaf, write_sds

@@ -15,9 +15,9 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract.spiffe import SpiffeId
 from injector.mesh import signer
 from injector.mesh.signer import IssuancePolicy, MeshError, RequestDenied
-from sidecar.identity.spiffe import SpiffeId
 from tests.mesh.k8s_rules import issued_status_problems
 
 NOW = dt.datetime(2026, 11, 29, 12, 0, 0, tzinfo=dt.UTC)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.identity.spiffe import (
+from contract.spiffe import (
     MAX_PEERS,
     PeerPattern,
     SpiffeId,

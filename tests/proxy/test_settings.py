@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.units import Rate, parse_address
 from sidecar.errors import UsageError
 from sidecar.proxy.settings import (
     DEFAULT_RETRY_ON,
@@ -15,7 +16,6 @@ from sidecar.proxy.settings import (
     parse_concurrency,
     parse_upstream,
 )
-from sidecar.units import Rate, parse_address
 
 BASE = {"SIDECAR_INBOUND_PORT": "8080"}
 
