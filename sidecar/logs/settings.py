@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from contract.units import parse_address, parse_bool, parse_duration
 from sidecar.errors import UsageError
 from sidecar.options import ArgumentParser, convert, flag
-from sidecar.units import parse_address, parse_bool, parse_duration
 
 AGENT_PORT = 15023
 LOG_LEVELS = ("debug", "info", "warning", "error")
