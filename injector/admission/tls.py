@@ -24,7 +24,6 @@ from typing import Any
 
 from injector.admission.certs import KeyPair
 
-
 # TLS 1.2: forward-secret AEAD suites only (no CBC, no SHA-1 MAC, no RSA key
 # exchange), for ECDSA and RSA certificates. TLS 1.3 suites are all AEAD.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
