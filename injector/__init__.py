@@ -18,6 +18,7 @@ Exceptions (``injector.errors`` unless noted)::
     │   ├── InvalidAnnotation
     │   ├── NameCollision
     │   └── UnknownProfile
+    ├── NotAPod                     a pod (template) of the wrong shape
     ├── BadReview                   a malformed AdmissionReview (HTTP 400)
     ├── CertificateError            injector.admission.certs
     └── KubeError                   injector.operator.kube

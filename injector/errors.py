@@ -49,6 +49,11 @@ class UnknownProfile(InjectionDenied):
     """The pod names a SidecarProfile the injector does not know."""
 
 
+class NotAPod(InjectorError):
+    """A pod, or a pod template in a manifest, lacks a field the injector reads or has
+    it in the wrong shape (the webhook answers HTTP 400, ``inject`` names the object)."""
+
+
 class BadReview(InjectorError):
     """The AdmissionReview itself is malformed (HTTP 400)."""
 

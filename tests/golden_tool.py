@@ -25,8 +25,9 @@ from typing import Any
 
 import yaml
 
-from injector.cli.workloads import dump_yaml, find_pod, replace_pod
+from injector.cli.offline import dump_yaml
 from injector.core.model import NamespaceInfo
+from injector.core.pods import PodSite, find_pods, with_pod
 from injector.core.render import render
 from injector.core.settings import Settings
 from injector.errors import InjectionDenied
@@ -69,14 +70,20 @@ def case_namespace(data: dict[str, Any]) -> NamespaceInfo:
     return NamespaceInfo(ns.get("name", "default"), ns.get("labels") or {})
 
 
+def find_pod(data: dict[str, Any]) -> PodSite | None:
+    """The pod (template) of a case's object, as ``inject`` finds it."""
+    found = find_pods(data["object"], "the case", case_namespace(data).name)
+    return found.sites[0] if found.sites else None
+
+
 def run_case(data: dict[str, Any]) -> dict[str, Any]:
     """The outcome of a case, as written to ``.injected.yaml``."""
     obj = data["object"]
-    site = find_pod(obj)
+    site = find_pod(data)
     if site is None:
         return {"outcome": "passed through", "object": obj}
     try:
-        result = render(site.pod, case_namespace(data), case_settings(data), job=site.job)
+        result = render(site.pod, case_namespace(data), case_settings(data))
     except InjectionDenied as exc:
         denied: dict[str, Any] = {"outcome": "denied", "message": str(exc)}
         if exc.warnings:
@@ -87,7 +94,7 @@ def run_case(data: dict[str, Any]) -> dict[str, Any]:
     }
     if result.warnings:
         out["warnings"] = list(result.warnings)
-    out["object"] = replace_pod(obj, site, result.pod) if result.injected else obj
+    out["object"] = with_pod(obj, site, result.pod) if result.injected else obj
     return out
 
 

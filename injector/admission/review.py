@@ -18,9 +18,10 @@ from typing import Any, Literal
 from injector.core.model import NamespaceInfo, has_ours
 from injector.core.patch import make_patch
 from injector.core.plan import NOT_REQUESTED
+from injector.core.pods import check_pod
 from injector.core.render import render
 from injector.core.settings import Settings
-from injector.errors import BadReview, InjectionDenied
+from injector.errors import BadReview, InjectionDenied, NotAPod
 
 log = logging.getLogger("injector.admission.review")
 API_VERSION = "admission.k8s.io/v1"
@@ -103,7 +104,10 @@ def parse_review(body: bytes) -> Review:
     is_pod = kind.get("kind") == "Pod" and kind.get("group", "") == "" and not sub_resource
     pod: Mapping[str, Any] | None = None
     if is_pod and operation == "CREATE":
-        pod = _check_pod(obj)
+        try:
+            pod = check_pod(obj, "request.object")  # the shape inject checks too
+        except NotAPod as exc:
+            raise BadReview(str(exc)) from None
         if not namespace:
             namespace = _namespace_of(pod)
     return Review(
@@ -175,46 +179,6 @@ def _dict(request: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise BadReview(f"AdmissionReview request.{key} is missing or not an object")
     return value
-
-
-def _check_pod(obj: Any) -> Mapping[str, Any]:
-    """Type-check the pod fields render reads; the apiserver always sends them right."""
-    if not isinstance(obj, dict):
-        raise BadReview("AdmissionReview request.object is not a Pod object")
-    metadata = obj.get("metadata", {})
-    spec = obj.get("spec")
-    if not isinstance(metadata, dict) or not isinstance(spec, dict):
-        raise BadReview("request.object: a Pod needs metadata and spec objects")
-    for key in ("annotations", "labels"):
-        value = metadata.get(key)
-        if value is not None and not (
-            isinstance(value, dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-        ):
-            raise BadReview(f"request.object.metadata.{key}: expected a map of strings")
-    if not isinstance(metadata.get("ownerReferences", []), list):
-        raise BadReview("request.object.metadata.ownerReferences: expected a list")
-    if not isinstance(spec.get("containers"), list) or not spec["containers"]:
-        raise BadReview("request.object.spec.containers: expected a non-empty list")
-    for key in ("containers", "initContainers", "volumes"):
-        items = spec.get(key, [])
-        if items is None:
-            continue
-        if not isinstance(items, list) or not all(
-            isinstance(i, dict) and isinstance(i.get("name"), str) for i in items
-        ):
-            raise BadReview(f"request.object.spec.{key}: expected a list of named objects")
-        for item in items:
-            for sub in ("volumeMounts", "ports", "env"):
-                if not isinstance(item.get(sub, []), list) or not all(
-                    isinstance(x, dict) for x in item.get(sub, [])
-                ):
-                    raise BadReview(f"request.object.spec.{key}[].{sub}: expected a list")
-            if not isinstance(item.get("securityContext", {}), dict):
-                raise BadReview(f"request.object.spec.{key}[].securityContext: expected an object")
-    if not isinstance(spec.get("securityContext", {}), dict):
-        raise BadReview("request.object.spec.securityContext: expected an object")
-    return obj
 
 
 def _namespace_of(pod: Mapping[str, Any]) -> str:

@@ -46,6 +46,8 @@ def load(path: Path) -> Settings:
         raise ConfigError(f"config file {path}: cannot read it: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path}: nested too deeply to be settings") from None
     return from_documents(documents, str(path))
 
 

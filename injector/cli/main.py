@@ -16,19 +16,14 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
-
-import yaml
+from typing import Any
 
 from contract.units import parse_address
 from injector import __version__
-from injector.cli import config_file
-from injector.cli.workloads import dump_yaml, find_pod, namespaces_in, replace_pod
+from injector.cli import config_file, offline
 from injector.core.annotations import ANNOTATIONS, NAMESPACE_LABEL, PREFIX, markdown_table
-from injector.core.model import NamespaceInfo
-from injector.core.render import render
 from injector.core.settings import NATIVE_SIDECARS_SINCE, Settings, parse_version
-from injector.errors import ConfigError, InjectionDenied, InjectorError
+from injector.errors import ConfigError, InjectorError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,10 +233,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings, version_origin = load_settings(args)
         if args.command == "serve":
             return run_serve(args, settings)
-        documents = read_documents(args.filename)
+        options = offline.Options(
+            args.namespace, offline.parse_labels(args.namespace_label), version_origin
+        )
+        documents = offline.read_documents(args.filename)
         if args.command == "inject":
-            return run_inject(args, settings, documents, sys.stdout, sys.stderr)
-        return run_explain(args, settings, documents, sys.stdout, version_origin)
+            return offline.run_inject(options, settings, documents, sys.stdout, sys.stderr)
+        return offline.run_explain(options, settings, documents, sys.stdout)
     except InjectorError as exc:
         print(f"sidecar-injector {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -262,109 +260,6 @@ def text_reference() -> str:
         'in that namespace, disabled to "false"; the pod annotation wins.'
     )
     return "\n".join(lines) + "\n"
-
-
-def read_documents(filename: str) -> list[Any]:
-    try:
-        text = sys.stdin.read() if filename == "-" else Path(filename).read_text()
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except OSError as exc:
-        raise ConfigError(f"-f {filename}: cannot read it: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"-f {filename}: not valid YAML: {exc}") from None
-
-
-def _namespace(args: argparse.Namespace, documents: list[Any], name: str | None) -> NamespaceInfo:
-    ns = name or args.namespace
-    labels = dict(namespaces_in(documents)).get(ns, {})
-    if ns == args.namespace:
-        for item in args.namespace_label:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--namespace-label {item!r}: expected KEY=VALUE")
-            labels = {**labels, key: value}
-    return NamespaceInfo(ns, labels)
-
-
-def run_inject(
-    args: argparse.Namespace,
-    settings: Settings,
-    documents: list[Any],
-    out: TextIO,
-    err: TextIO,
-) -> int:
-    results: list[Any] = []
-    errors: list[str] = []
-    for document in documents:
-        site = find_pod(document)
-        if site is None:
-            results.append(document)
-            continue
-        namespace = _namespace(args, documents, site.namespace)
-        try:
-            result = render(site.pod, namespace, settings, job=site.job)
-        except InjectionDenied as exc:
-            for warning in exc.warnings:
-                print(f"warning: {site.label}: {warning}", file=err)
-            errors.append(f"{site.label}: {exc}")
-            continue
-        for warning in result.warnings:
-            print(f"warning: {site.label}: {warning}", file=err)
-        results.append(replace_pod(document, site, result.pod) if result.injected else document)
-    if errors:
-        for error in errors:
-            print(f"error: {error}", file=err)
-        return 1
-    dump_yaml(results, out)
-    return 0
-
-
-def run_explain(
-    args: argparse.Namespace,
-    settings: Settings,
-    documents: list[Any],
-    out: TextIO,
-    version_origin: str = "",
-) -> int:
-    reports: list[dict[str, Any]] = []
-    for document in documents:
-        site = find_pod(document)
-        if site is None:
-            continue
-        namespace = _namespace(args, documents, site.namespace)
-        report: dict[str, Any] = {"object": site.label, "namespace": namespace.name}
-        try:
-            result = render(site.pod, namespace, settings, job=site.job)
-        except InjectionDenied as exc:
-            report |= {"injected": False, "why": f"denied: {exc}"}
-            if exc.warnings:
-                report["warnings"] = list(exc.warnings)
-            reports.append(report)
-            continue
-        if result.skip is not None:
-            report |= {"injected": False, "why": f"{result.skip.reason}: {result.skip.message}"}
-        elif result.plan is not None:
-            report |= {
-                "injected": True,
-                "why": _why(site.pod, namespace),
-                "roles": list(result.roles),
-                "settings": result.plan.describe(),
-            }
-            if settings.cluster_version is not None:
-                major, minor = settings.cluster_version
-                report["clusterVersion"] = f"{major}.{minor} ({version_origin})"
-        if result.warnings:
-            report["warnings"] = list(result.warnings)
-        reports.append(report)
-    dump_yaml(reports, out)
-    return 0
-
-
-def _why(pod: Any, namespace: NamespaceInfo) -> str:
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    if "sidecar.example.io/inject" in annotations:
-        return 'the pod says sidecar.example.io/inject: "true"'
-    return f"namespace {namespace.name} has injection enabled"
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:

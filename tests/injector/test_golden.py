@@ -9,7 +9,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from injector.cli.workloads import find_pod
 from injector.core.patch import apply_patch, make_patch
 from injector.core.render import render
 from tests.golden_tool import (
@@ -17,6 +16,7 @@ from tests.golden_tool import (
     case_namespace,
     case_settings,
     cases,
+    find_pod,
     load_case,
     output_path,
     run_case,
@@ -40,15 +40,15 @@ def test_golden_file_is_current(case: Path) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
 def test_injection_is_idempotent_and_patch_reproduces_it(case: Path) -> None:
     data = load_case(case)
-    site = find_pod(data["object"])
+    site = find_pod(data)
     if site is None:
         return
     outcome = run_case(data)
     if outcome["outcome"] != "injected":
         return
     settings, namespace = case_settings(data), case_namespace(data)
-    first = render(site.pod, namespace, settings, job=site.job)
-    again = render(first.pod, namespace, settings, job=site.job)
+    first = render(site.pod, namespace, settings)
+    again = render(first.pod, namespace, settings)
     assert again.pod == first.pod
     assert again.warnings == first.warnings
     assert make_patch(first.pod, again.pod) == []
@@ -75,10 +75,10 @@ def test_every_injected_container_is_locked_down() -> None:
     seen = 0
     for case in CASES:
         data = load_case(case)
-        site = find_pod(data["object"])
+        site = find_pod(data)
         if site is None or run_case(data)["outcome"] != "injected":
             continue
-        result = render(site.pod, case_namespace(data), case_settings(data), job=site.job)
+        result = render(site.pod, case_namespace(data), case_settings(data))
         spec = result.pod["spec"]
         for container in spec.get("initContainers", []) + spec["containers"]:
             if not container["name"].startswith("sidecar-"):

@@ -1,0 +1,235 @@
+"""``sidecar-injector inject | explain``: the webhook's injection on YAML manifests.
+
+Pods are found by ``injector.pods`` (the webhook's own notion of a pod, so the
+two cannot disagree) and injected by ``render``. On stderr: a warning for every
+object holding a pod we do not handle, every document that is not an object,
+every injection warning, and a note for every pod that asks for injection but
+is skipped (hostNetwork, a system namespace, ...). A denial or a malformed pod
+is an error naming the object: exit 1, no manifests printed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from injector.core.model import NamespaceInfo
+from injector.core.plan import INJECT_FALSE, NAMESPACE_DISABLED, NOT_REQUESTED
+from injector.core.pods import PodSite, check_pod, find_pods, with_pod
+from injector.core.render import RenderResult, render
+from injector.core.settings import Settings
+from injector.errors import ConfigError, InjectionDenied, NotAPod
+
+# Skips of pods that did not ask for injection: not worth a note.
+QUIET_SKIPS = (NOT_REQUESTED, INJECT_FALSE, NAMESPACE_DISABLED)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line says about the manifests."""
+
+    namespace: str = "default"  # of objects that name none
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    version_origin: str = ""  # where settings.cluster_version comes from
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One pod (template): what render made of it, or why it could not."""
+
+    site: PodSite
+    namespace: NamespaceInfo
+    result: RenderResult | None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--namespace-label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def read_documents(filename: str) -> list[Any]:
+    """The YAML documents of ``-f``; aliases that would expand the manifests past
+    ``MAX_NODES`` (a "billion laughs") or make them recursive are refused."""
+    try:
+        text = sys.stdin.read() if filename == "-" else Path(filename).read_text()
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        problem = expansion_problem(documents, MAX_NODES)
+        if problem:
+            raise ConfigError(f"-f {filename}: {problem}; write the objects out without aliases")
+        return documents
+    except OSError as exc:
+        raise ConfigError(f"-f {filename}: cannot read it: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"-f {filename}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"-f {filename}: nested too deeply to be a manifest") from None
+
+
+MAX_NODES = 5_000_000  # of the manifests with every YAML alias expanded
+
+
+def expansion_problem(root: Any, limit: int) -> str | None:
+    """Why ``root`` cannot be walked as a tree in bounded time: a cycle through YAML
+    aliases, or more than ``limit`` nodes once shared ones count per reference.
+    Linear in the distinct nodes (each is sized once)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = [
+            c for c in (node.values() if isinstance(node, dict) else node)
+            if isinstance(c, dict | list)
+        ]  # fmt: skip
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = min(limit + 1, 1 + len(node) + sum(sizes[id(c)] for c in children))
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            return "YAML aliases make it contain itself"
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack += [(c, False) for c in children if id(c) not in sizes]
+    if sizes.get(id(root), 0) > limit:
+        return f"YAML aliases expand it to more than {limit:,} values"
+    return None
+
+
+def namespaces_in(documents: list[Any]) -> dict[str, Mapping[str, str]]:
+    """Labels of the Namespace objects in the manifests (Lists included)."""
+    found: dict[str, Mapping[str, str]] = {}
+    pending = list(documents)
+    while pending:
+        document = pending.pop()
+        if not isinstance(document, Mapping):
+            continue
+        items = document.get("items")
+        if str(document.get("kind", "")).endswith("List") and isinstance(items, list):
+            pending += items
+        elif document.get("kind") == "Namespace":
+            metadata = document.get("metadata") or {}
+            labels = metadata.get("labels") or {}
+            found[str(metadata.get("name"))] = {str(k): str(v) for k, v in labels.items()}
+    return found
+
+
+def evaluate(
+    documents: list[Any], options: Options, settings: Settings
+) -> Iterator[tuple[int, list[str], list[Outcome]]]:
+    """Per document: its index, notes about it, and an outcome per pod in it."""
+    labels = namespaces_in(documents)
+    for index, document in enumerate(documents):
+        found = find_pods(document, f"document {index + 1}", options.namespace)
+        outcomes = []
+        for site in found.sites:
+            name = site.pod.get("metadata", {}).get("namespace") or options.namespace
+            own = labels.get(name, {})
+            extra = options.namespace_labels if name == options.namespace else {}
+            outcomes.append(_outcome(site, NamespaceInfo(name, {**own, **extra}), settings))
+        yield index, list(found.notes), outcomes
+
+
+def _outcome(site: PodSite, namespace: NamespaceInfo, settings: Settings) -> Outcome:
+    where = site.label + ("" if not site.path else " " + ".".join(map(str, site.path)))
+    try:
+        check_pod(site.pod, where)
+        return Outcome(site, namespace, render(site.pod, namespace, settings))
+    except InjectionDenied as exc:
+        return Outcome(site, namespace, None, str(exc), exc.warnings)
+    except NotAPod as exc:
+        return Outcome(site, namespace, None, str(exc))
+
+
+def run_inject(
+    options: Options, settings: Settings, documents: list[Any], out: TextIO, err: TextIO
+) -> int:
+    results: list[Any] = []
+    errors: list[str] = []
+    for index, notes, outcomes in evaluate(documents, options, settings):
+        document = documents[index]
+        for note in notes:
+            print(f"warning: {note}", file=err)
+        for outcome in outcomes:
+            label = outcome.site.label
+            result = outcome.result
+            for warning in outcome.warnings + (result.warnings if result else ()):
+                print(f"warning: {label}: {warning}", file=err)
+            if result is None:
+                errors.append(f"{label}: {outcome.error}")
+            elif result.skip is not None and result.skip.reason not in QUIET_SKIPS:
+                skip = result.skip
+                print(f"note: {label}: skipped ({skip.reason}): {skip.message}", file=err)
+            elif result.injected:
+                document = with_pod(document, outcome.site, result.pod)
+        results.append(document)
+    if errors:
+        for error in errors:
+            print(f"error: {error}", file=err)
+        return 1
+    dump_yaml(results, out)
+    return 0
+
+
+def run_explain(options: Options, settings: Settings, documents: list[Any], out: TextIO) -> int:
+    reports: list[dict[str, Any]] = []
+    for _, notes, outcomes in evaluate(documents, options, settings):
+        reports += [{"injected": False, "why": note} for note in notes]
+        reports += [_report(outcome, options, settings) for outcome in outcomes]
+    dump_yaml(reports, out)
+    return 0
+
+
+def _report(outcome: Outcome, options: Options, settings: Settings) -> dict[str, Any]:
+    site, namespace, result = outcome.site, outcome.namespace, outcome.result
+    report: dict[str, Any] = {"object": site.label, "namespace": namespace.name}
+    if result is None:
+        report |= {"injected": False, "why": f"denied: {outcome.error}"}
+    elif result.skip is not None:
+        report |= {"injected": False, "why": f"{result.skip.reason}: {result.skip.message}"}
+    elif result.plan is not None:
+        report |= {
+            "injected": True,
+            "why": _why(site.pod, namespace),
+            "roles": list(result.roles),
+            "settings": result.plan.describe(),
+        }
+        if settings.cluster_version is not None:
+            major, minor = settings.cluster_version
+            report["clusterVersion"] = f"{major}.{minor} ({options.version_origin})"
+    warnings = outcome.warnings + (result.warnings if result else ())
+    if warnings:
+        report["warnings"] = list(warnings)
+    return report
+
+
+def _why(pod: Mapping[str, Any], namespace: NamespaceInfo) -> str:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if "sidecar.example.io/inject" in annotations:
+        return 'the pod says sidecar.example.io/inject: "true"'
+    return f"namespace {namespace.name} has injection enabled"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Plain YAML: no &anchors/*aliases for objects that happen to be shared."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_yaml(documents: list[Any], stream: Any = None) -> Any:
+    return yaml.dump_all(documents, stream, Dumper=_Dumper, sort_keys=False)
