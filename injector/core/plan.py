@@ -258,14 +258,6 @@ def _proxy(
                 'containerPort; or set sidecar.example.io/proxy: "false"'
             )
     ours = set(PROXY_PORTS.values()) | set(AGENT_PORTS.values())
-    for container in app:
-        for port in _list(container.get("ports")):
-            number = _mapping(port).get("containerPort")
-            if number in ours:
-                raise InjectionDenied(
-                    f"container {container.get('name')} uses port {number}, which the injected "
-                    "sidecars need (15000, 15001, 15006, 15020-15022); move the app to another port"
-                )
     if inbound in ours:
         raise InjectionDenied(
             f"annotation sidecar.example.io/proxy-inbound-port: {inbound} is a port of the "

@@ -23,6 +23,7 @@ from injector.core import containers as c
 from injector.core.annotations import PREFIX, STATUS
 from injector.core.model import NamespaceInfo, PodRequest, ProxyRequest
 from injector.core.plan import NOT_REQUESTED, Plan, Skip, decide
+from injector.core.ports import check_ports
 from injector.core.settings import Settings
 from injector.errors import InjectionDenied, NameCollision
 
@@ -221,6 +222,7 @@ def _inject(
         extra = [m for m in carried.get(container["name"], []) if m.get("mountPath") not in paths]
         if extra:
             container["volumeMounts"] = [*container.get("volumeMounts", []), *extra]
+    check_ports(spec, plan)  # every container of the user's, every port of ours
     _check_collisions(app_containers + user_inits, user_volumes, added, new_volumes, plan)
     mounts = c.app_mounts(plan)
     if mounts:
