@@ -197,8 +197,8 @@ def operator_options(serve: argparse.ArgumentParser) -> None:
 
 
 OFFLINE_VERSION_NOTE = (
-    "assumed: no --cluster-version given, and every Kubernetes release still supported has "
-    "native sidecars (1.29 and later); --cluster-version 1.28 renders classic sidecars"
+    "assumed, as no --cluster-version is given: every Kubernetes release still supported "
+    "has native sidecars; --cluster-version 1.28 renders classic sidecars"
 )
 
 

@@ -21,6 +21,7 @@ import yaml
 from injector.core.model import NamespaceInfo
 from injector.core.plan import INJECT_FALSE, NAMESPACE_DISABLED, NOT_REQUESTED
 from injector.core.pods import PodSite, check_pod, find_pods, with_pod
+from injector.core.reasons import reasons
 from injector.core.render import RenderResult, render
 from injector.core.settings import Settings
 from injector.errors import ConfigError, InjectionDenied, NotAPod
@@ -202,26 +203,18 @@ def _report(outcome: Outcome, options: Options, settings: Settings) -> dict[str,
     elif result.skip is not None:
         report |= {"injected": False, "why": f"{result.skip.reason}: {result.skip.message}"}
     elif result.plan is not None:
+        why = reasons(site.pod, namespace, settings, result.plan, options.version_origin)
         report |= {
             "injected": True,
-            "why": _why(site.pod, namespace),
+            "why": why.pop("injected"),
             "roles": list(result.roles),
+            "reasons": why,
             "settings": result.plan.describe(),
         }
-        if settings.cluster_version is not None:
-            major, minor = settings.cluster_version
-            report["clusterVersion"] = f"{major}.{minor} ({options.version_origin})"
     warnings = outcome.warnings + (result.warnings if result else ())
     if warnings:
         report["warnings"] = list(warnings)
     return report
-
-
-def _why(pod: Mapping[str, Any], namespace: NamespaceInfo) -> str:
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    if "sidecar.example.io/inject" in annotations:
-        return 'the pod says sidecar.example.io/inject: "true"'
-    return f"namespace {namespace.name} has injection enabled"
 
 
 class _Dumper(yaml.SafeDumper):

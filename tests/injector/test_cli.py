@@ -115,7 +115,7 @@ def test_explain(manifest: Path, capsys: pytest.CaptureFixture[str]) -> None:
     web, job = reports
     assert web["object"] == "Deployment/web"
     assert web["injected"] is True
-    assert web["why"] == "namespace shop has injection enabled"
+    assert web["why"] == "namespace shop is labelled sidecar.example.io/injection: enabled"
     assert web["settings"]["mode"] == "native sidecars"
     assert job["settings"]["job"] == "native sidecars: they stop when the app exits"
     assert job["roles"] == ["config"]
@@ -216,11 +216,16 @@ def test_offline_defaults_to_native_sidecars_and_says_why(
     assert main(["explain", "-f", str(path)]) == 0
     report = yaml.safe_load(capsys.readouterr().out)
     assert report["settings"]["mode"] == "native sidecars"
-    assert report["clusterVersion"].startswith("1.29 (assumed: no --cluster-version given")
+    assert (
+        "Kubernetes 1.29 has them (1.29: assumed, as no --cluster-version is given"
+        in (report["reasons"]["mode"])
+    )
     assert main(["explain", "-f", str(path), "--cluster-version", "1.28"]) == 0
     report = yaml.safe_load(capsys.readouterr().out)
     assert report["settings"]["mode"] == "classic sidecars"
-    assert report["clusterVersion"] == "1.28 (--cluster-version 1.28)"
+    assert report["reasons"]["mode"].endswith(
+        "Kubernetes 1.28 is older than 1.29 (1.28: --cluster-version 1.28)"
+    )
 
 
 def test_config_takes_the_shipped_sidecarprofile(
