@@ -8,16 +8,18 @@
 #   PYTEST_ARGS="-k operator" e2e/kind.sh
 #
 # Needs: kind, kubectl, a container engine (docker, or podman with
-# KIND_EXPERIMENTAL_PROVIDER=podman), Python with `pip install -e .[test]`.
+# KIND_EXPERIMENTAL_PROVIDER=podman), and the project's virtual environment
+# (`make install`; `make e2e-kind` does both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KIND_CLUSTER=${KIND_CLUSTER:-sidecar-injector-e2e}
 TAG=e2e
 IMAGES=(sidecar-injector/injector:$TAG sidecar-injector/sidecar:$TAG sidecar-injector/vault-standin:$TAG)
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-.venv/bin/python}
 
 die() { echo "e2e/kind.sh: $*" >&2; exit 1; }
+[[ -x "$PYTHON" ]] || die "$PYTHON not found: run make install first (it creates .venv), or set PYTHON"
 for tool in kind kubectl; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found on PATH (https://kind.sigs.k8s.io/docs/user/quick-start/)"
 done
@@ -67,4 +69,4 @@ done
 [[ -n "$bundle" ]] || die "the operator never patched the caBundle; logs:
 $(kubectl -n sidecar-injector logs deployment/sidecar-injector --tail=50)"
 
-SIDECAR_E2E_INJECTOR=cluster "$PYTHON" -m pytest -q e2e ${PYTEST_ARGS:-}
+SIDECAR_E2E_INJECTOR=cluster "$PYTHON" -m pytest -q -rs e2e ${PYTEST_ARGS:-}
