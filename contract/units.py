@@ -8,6 +8,7 @@ accepted.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -146,3 +147,84 @@ def parse_upstream_url(text: str) -> tuple[str, str, str, int]:
     if port == 0:
         raise ValueError(f"{text!r} has port 0; use a port from 1 to 65535")
     return value, parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+# Transparent capture (``proxy-capture-*`` annotations, ``SIDECAR_CAPTURE_*``
+# variables): port lists and address ranges, bounded so that a rule set stays
+# small whatever the input.
+MAX_LIST_ITEMS = 64
+PORTS_HELP = "comma-separated ports or ranges, e.g. 5432,8000-8100"
+INBOUND_PORTS_HELP = '"*" (every port), "" (none) or ' + PORTS_HELP
+CIDRS_HELP = (
+    "comma-separated IPv4/IPv6 addresses or CIDRs, e.g. 10.0.0.0/8,fd00::/8,169.254.169.254"
+)
+
+
+@dataclass(frozen=True)
+class PortRange:
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.first <= port <= self.last
+
+
+def _short(item: str) -> str:
+    return repr(item if len(item) <= 60 else item[:57] + "...")
+
+
+def _items(text: str, what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if len(items) > MAX_LIST_ITEMS:
+        raise ValueError(f"{len(items)} {what} given; at most {MAX_LIST_ITEMS} are accepted")
+    return items
+
+
+def parse_port_ranges(text: str) -> tuple[PortRange, ...]:
+    """``"8080, 9000-9100"`` -> sorted, merged ranges; ``""`` -> ``()``."""
+    ranges: list[PortRange] = []
+    for item in _items(text, "ports"):
+        first, sep, last = item.partition("-")
+        try:
+            low = parse_port(first)
+            high = parse_port(last) if sep else low
+        except ValueError:
+            raise ValueError(f"{_short(item)} is not a port or range; {PORTS_HELP}") from None
+        if high < low:
+            raise ValueError(f"{_short(item)} is a range that ends before it starts")
+        ranges.append(PortRange(low, high))
+    merged: list[PortRange] = []
+    for r in sorted(ranges, key=lambda r: r.first):
+        if merged and r.first <= merged[-1].last + 1:
+            merged[-1] = PortRange(merged[-1].first, max(merged[-1].last, r.last))
+        else:
+            merged.append(r)
+    return tuple(merged)
+
+
+def format_port_ranges(ranges: tuple[PortRange, ...]) -> str:
+    return ",".join(str(r) for r in ranges)
+
+
+def parse_inbound_ports(text: str) -> tuple[PortRange, ...] | None:
+    """``"*"`` -> ``None`` (every port); otherwise ``parse_port_ranges``."""
+    if text.strip() == "*":
+        return None
+    return parse_port_ranges(text)
+
+
+def parse_cidrs(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``"10.0.0.0/8, 169.254.169.254, fd00::/8"`` -> networks (an address is a /32 or /128)."""
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for item in _items(text, "addresses"):
+        try:
+            network = ipaddress.ip_network(item, strict=True)
+        except ValueError as exc:
+            detail = "host bits are set" if "host bits" in str(exc) else "not an address or CIDR"
+            raise ValueError(f"{_short(item)}: {detail}; {CIDRS_HELP}") from None
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)

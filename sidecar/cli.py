@@ -20,9 +20,11 @@ ROLES = {
     "secrets": "sidecar.secrets.main",
     "config": "sidecar.config.main",
     "logs": "sidecar.logs.main",
+    "capture": "sidecar.capture.main",
 }
 USAGE = (
     "usage: sidecar {proxy|secrets|config|logs} [--init] [options]\n"
+    "       sidecar capture [options]   (the init container of proxy-capture: iptables)\n"
     "       sidecar version\n"
     "Run 'sidecar ROLE --help' for a role's options."
 )
