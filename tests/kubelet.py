@@ -9,9 +9,15 @@ Each "container" is a real process started in a private mount namespace
   by every container of the pod, created like a kubelet emptyDir: mode 0777,
   or group-owned by ``fsGroup`` with mode 2777 (setgid) when the pod has one;
 * it runs as the securityContext's user and group (``setpriv``), with the
-  pod's ``fsGroup`` as a supplementary group, no capabilities in any set and
+  pod's ``fsGroup`` as a supplementary group, no capabilities in any set but
+  the bounding set's ``capabilities.add`` (which only user 0 gets in its
+  effective set, as in a container without ambient capabilities) and
   ``no_new_privs`` (``allowPrivilegeEscalation: false``);
-* its environment is exactly what the container spec says.
+* its environment is exactly what the container spec says;
+* with ``netns``, it joins that network namespace (``nsenter --net``: the
+  pod's network, shared by its containers); the pod's ``etc_hosts`` and
+  ``resolv_conf`` (what the kubelet writes from ``hostAliases`` and the DNS
+  policy) are bind-mounted over ``/etc/hosts`` and ``/etc/resolv.conf``.
 
 Needs root (to create namespaces and mounts) and util-linux's ``unshare`` and
 ``setpriv``; ``available()`` says whether this machine can do it. The Python
@@ -62,6 +68,9 @@ class Pod:
 
     root: Path
     fs_group: int | None = None
+    netns: str | None = None  # /proc/PID/ns/net of the pod's network namespace
+    etc_hosts: str | None = None
+    resolv_conf: str | None = None
     volumes: dict[str, Path] = field(default_factory=dict)
     created: list[Path] = field(default_factory=list)
 
@@ -108,14 +117,14 @@ class Pod:
         mounts: Sequence[Mount] = (),
         env: Mapping[str, str] | None = None,
         read_only_root: bool = True,
+        capabilities: Sequence[str] = (),
         **popen: Any,
     ) -> subprocess.Popen[bytes]:
-        script = self._script(argv, user, group, mounts, env or {}, read_only_root)
-        return subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-            start_new_session=True,
-            **popen,
-        )
+        script = self._script(argv, user, group, mounts, env or {}, read_only_root, capabilities)
+        command = ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
+        if self.netns is not None:
+            command = ["nsenter", f"--net={self.netns}", "--", *command]
+        return subprocess.Popen(command, start_new_session=True, **popen)
 
     def run(
         self, argv: Sequence[str], *, timeout: float = 60.0, **kwargs: Any
@@ -145,6 +154,11 @@ class Pod:
         group = int(sc.get("runAsGroup", user))
         if not sc.get("readOnlyRootFilesystem"):
             raise AssertionError(f"{container['name']}: readOnlyRootFilesystem is not set")
+        if user == 0 and sc.get("runAsNonRoot", False):
+            raise AssertionError(f"{container['name']}: runAsUser 0 with runAsNonRoot")
+        caps = sc.get("capabilities", {})
+        if caps.get("drop") != ["ALL"] or sc.get("allowPrivilegeEscalation") is not False:
+            raise AssertionError(f"{container['name']}: must drop ALL and not escalate")
         mounts = [
             Mount(m["name"], m["mountPath"], bool(m.get("readOnly", False)))
             for m in container.get("volumeMounts", [])
@@ -155,6 +169,7 @@ class Pod:
             group=group,
             mounts=mounts,
             env=container_env(container, field_refs or {}),
+            capabilities=[str(c) for c in caps.get("add", [])],
             **popen,
         )
 
@@ -166,10 +181,18 @@ class Pod:
         mounts: Sequence[Mount],
         env: Mapping[str, str],
         read_only_root: bool,
+        capabilities: Sequence[str],
     ) -> str:
         q = shlex.quote
         lines = ["set -e"]
         lines += _interpreter_view(self.root / "views")
+        for name, content in (("hosts", self.etc_hosts), ("resolv.conf", self.resolv_conf)):
+            if content is not None:
+                managed = self.root / "etc" / name
+                managed.parent.mkdir(exist_ok=True)
+                managed.write_text(content)
+                managed.chmod(0o644)
+                lines.append(f"mount --bind {q(str(managed))} /etc/{name}")
         for mount in mounts:
             source = self.volume(mount.volume)
             self._mountpoint(mount.path)
@@ -181,10 +204,11 @@ class Pod:
         groups = [str(group)] + ([str(self.fs_group)] if self.fs_group is not None else [])
         environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
         environment.update(env)
+        bounding = "".join(f",+{c.lower()}" for c in capabilities)
         lines.append(
             "exec setpriv "
             f"--reuid={user} --regid={group} --groups={','.join(groups)} "
-            "--inh-caps=-all --bounding-set=-all --no-new-privs -- "
+            f"--inh-caps=-all --bounding-set=-all{bounding} --no-new-privs -- "
             "env -i "
             + " ".join(q(f"{k}={v}") for k, v in environment.items())
             + " "
