@@ -78,7 +78,7 @@ def duration(seconds: float) -> str:
     return f"{seconds:.3f}s"
 
 
-def _address(host: str, port: int) -> dict[str, Any]:
+def socket_address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
@@ -97,7 +97,7 @@ def render(settings: ProxySettings) -> dict[str, Any]:
         clusters.append(_inbound_cluster(settings, settings.inbound_port))
     config = {
         "node": {"id": settings.node_id, "cluster": "sidecar-proxy"},
-        "admin": {"address": _address("127.0.0.1", settings.admin_port)},
+        "admin": {"address": socket_address("127.0.0.1", settings.admin_port)},
         "static_resources": {"listeners": listeners, "clusters": clusters},
         "overload_manager": {
             "resource_monitors": [
@@ -127,14 +127,14 @@ def _outbound_listener(settings: ProxySettings, upstream: Upstream) -> dict[str,
         "host_rewrite_literal": upstream.authority,
     }
     if settings.retries > 0 and settings.retry_on:
-        route["retry_policy"] = _retry_policy(settings)
+        route["retry_policy"] = retry_policy(settings)
     return {
         "name": "outbound",
         "stat_prefix": "outbound",
-        "address": _address("127.0.0.1", settings.outbound_port),
+        "address": socket_address("127.0.0.1", settings.outbound_port),
         "traffic_direction": "OUTBOUND",
         "drain_type": "MODIFY_ONLY",
-        "filter_chains": [{"filters": [_http_manager(settings, "outbound", route, False)]}],
+        "filter_chains": [{"filters": [http_manager(settings, "outbound", route, False)]}],
     }
 
 
@@ -143,13 +143,13 @@ def _inbound_listener(settings: ProxySettings) -> dict[str, Any]:
     return {
         "name": "inbound",
         "stat_prefix": "inbound",
-        "address": _address("0.0.0.0", settings.inbound_listen_port),
+        "address": socket_address("0.0.0.0", settings.inbound_listen_port),
         "traffic_direction": "INBOUND",
-        "filter_chains": [{"filters": [_http_manager(settings, "inbound", route, True)]}],
+        "filter_chains": [{"filters": [http_manager(settings, "inbound", route, True)]}],
     }
 
 
-def _retry_policy(settings: ProxySettings) -> dict[str, Any]:
+def retry_policy(settings: ProxySettings) -> dict[str, Any]:
     base, maximum = RETRY_BACK_OFF
     policy: dict[str, Any] = {
         "retry_on": ",".join(settings.retry_on),
@@ -170,7 +170,7 @@ def _retry_policy(settings: ProxySettings) -> dict[str, Any]:
     return policy
 
 
-def _http_manager(
+def http_manager(
     settings: ProxySettings, direction: str, route: dict[str, Any], edge: bool
 ) -> dict[str, Any]:
     filters: list[dict[str, Any]] = []
@@ -237,7 +237,7 @@ def _rate_limit_filter(settings: ProxySettings, direction: str) -> dict[str, Any
     }
 
 
-def _circuit_breakers(settings: ProxySettings, retry_budget: bool) -> dict[str, Any]:
+def circuit_breakers(settings: ProxySettings, retry_budget: bool) -> dict[str, Any]:
     limit = settings.max_connections
     threshold: dict[str, Any] = {
         "priority": "DEFAULT",
@@ -268,18 +268,22 @@ def _outbound_cluster(settings: ProxySettings, upstream: Upstream) -> dict[str, 
         cluster["type"] = "STRICT_DNS"
         cluster["dns_lookup_family"] = "V4_PREFERRED"
     if settings.outlier_5xx is not None:
-        cluster["outlier_detection"] = {
-            "consecutive_5xx": settings.outlier_5xx,
-            "enforcing_consecutive_5xx": 100,
-            "enforcing_consecutive_gateway_failure": 0,
-            "enforcing_success_rate": 0,
-            "interval": duration(OUTLIER_INTERVAL),
-            "base_ejection_time": duration(OUTLIER_EJECTION),
-            "max_ejection_percent": OUTLIER_MAX_PERCENT,
-        }
+        cluster["outlier_detection"] = outlier_detection(settings.outlier_5xx)
     if upstream.tls:
         cluster["transport_socket"] = _tls(settings, upstream)
     return cluster
+
+
+def outlier_detection(consecutive_5xx: int) -> dict[str, Any]:
+    return {
+        "consecutive_5xx": consecutive_5xx,
+        "enforcing_consecutive_5xx": 100,
+        "enforcing_consecutive_gateway_failure": 0,
+        "enforcing_success_rate": 0,
+        "interval": duration(OUTLIER_INTERVAL),
+        "base_ejection_time": duration(OUTLIER_EJECTION),
+        "max_ejection_percent": OUTLIER_MAX_PERCENT,
+    }
 
 
 def _inbound_cluster(settings: ProxySettings, port: int) -> dict[str, Any]:
@@ -294,10 +298,12 @@ def _cluster(
         "type": "STATIC",
         "connect_timeout": duration(CONNECT_TIMEOUT),
         "lb_policy": "ROUND_ROBIN",
-        "circuit_breakers": _circuit_breakers(settings, retry_budget),
+        "circuit_breakers": circuit_breakers(settings, retry_budget),
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(host, port)}}]}],
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": socket_address(host, port)}}]}
+            ],
         },
     }
 

