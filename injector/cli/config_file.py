@@ -25,8 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from injector.cli.yamlfile import read_yaml
 from injector.core.profiles import GROUP, KIND, VERSION, ProfileStore
 from injector.core.settings import Settings
 from injector.errors import ConfigError
@@ -40,15 +39,7 @@ SHAPES = (
 
 def load(path: Path) -> Settings:
     """Read ``path`` (``-`` is not accepted: the manifests come from stdin)."""
-    try:
-        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: cannot read it: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"config file {path}: nested too deeply to be settings") from None
-    return from_documents(documents, str(path))
+    return from_documents(read_yaml(str(path), f"config file {path}"), str(path))
 
 
 def from_documents(documents: list[Any], where: str) -> Settings:

@@ -10,14 +10,13 @@ is an error naming the object: exit 1, no manifests printed.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
+from injector.cli.yamlfile import read_yaml
 from injector.core.model import NamespaceInfo
 from injector.core.plan import INJECT_FALSE, NAMESPACE_DISABLED, NOT_REQUESTED
 from injector.core.pods import PodSite, check_pod, find_pods, with_pod
@@ -61,54 +60,8 @@ def parse_labels(items: list[str]) -> dict[str, str]:
 
 
 def read_documents(filename: str) -> list[Any]:
-    """The YAML documents of ``-f``; aliases that would expand the manifests past
-    ``MAX_NODES`` (a "billion laughs") or make them recursive are refused."""
-    try:
-        text = sys.stdin.read() if filename == "-" else Path(filename).read_text()
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-        problem = expansion_problem(documents, MAX_NODES)
-        if problem:
-            raise ConfigError(f"-f {filename}: {problem}; write the objects out without aliases")
-        return documents
-    except OSError as exc:
-        raise ConfigError(f"-f {filename}: cannot read it: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"-f {filename}: not valid YAML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"-f {filename}: nested too deeply to be a manifest") from None
-
-
-MAX_NODES = 5_000_000  # of the manifests with every YAML alias expanded
-
-
-def expansion_problem(root: Any, limit: int) -> str | None:
-    """Why ``root`` cannot be walked as a tree in bounded time: a cycle through YAML
-    aliases, or more than ``limit`` nodes once shared ones count per reference.
-    Linear in the distinct nodes (each is sized once)."""
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        key = id(node)
-        children = [
-            c for c in (node.values() if isinstance(node, dict) else node)
-            if isinstance(c, dict | list)
-        ]  # fmt: skip
-        if children_done:
-            open_nodes.discard(key)
-            sizes[key] = min(limit + 1, 1 + len(node) + sum(sizes[id(c)] for c in children))
-            continue
-        if key in sizes:
-            continue
-        if key in open_nodes:
-            return "YAML aliases make it contain itself"
-        open_nodes.add(key)
-        stack.append((node, True))
-        stack += [(c, False) for c in children if id(c) not in sizes]
-    if sizes.get(id(root), 0) > limit:
-        return f"YAML aliases expand it to more than {limit:,} values"
-    return None
+    """The YAML documents of ``-f`` (``-``: standard input)."""
+    return read_yaml(filename, f"-f {filename}")
 
 
 def namespaces_in(documents: list[Any]) -> dict[str, Mapping[str, str]]:

@@ -79,6 +79,7 @@ def test_the_own_format(tmp_path: Path) -> None:
         ("profiles: {default: {colour: red}}\n", "unknown field colour"),
         ("- a\n- b\n", "every document must be a mapping"),
         ("a: [", "not valid YAML"),
+        ("profiles: &a {default: {}, x: *a}\n", "YAML aliases make it contain itself"),
         (GOLD.replace("metadata: {name: gold}", "metadata: {}"), "has no metadata.name"),
     ],
 )
