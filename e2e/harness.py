@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from e2e import pki
+from e2e.cluster import free_port
 from e2e.kube import Kube, KubeError, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +104,12 @@ class LocalInjector:
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def mesh_url(self) -> str | None:
+        """The operator's certificate endpoint (``--mesh-port``), if it runs one."""
+        ports = [a.split("=", 1)[1] for a in self.args if a.startswith("--mesh-port=")]
+        return f"https://127.0.0.1:{ports[-1]}" if ports and ports[-1] != "0" else None
 
     def command(self) -> list[str]:
         return [*_injector_command(), *self.args]
@@ -409,7 +416,7 @@ def install_with_operator(
     pod_spec = deployment["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
     args = [a for a in container.get("args", []) if not a.startswith("--listen")]
-    args += [f"--listen=127.0.0.1:{port}", "--cert-ip=127.0.0.1"]
+    args += [f"--listen=127.0.0.1:{port}", "--cert-ip=127.0.0.1", f"--mesh-port={free_port()}"]
     sa_kubeconfig = service_account_kubeconfig(
         kube, namespace, pod_spec.get("serviceAccountName", "default"), workdir / "kubeconfig"
     )

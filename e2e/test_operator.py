@@ -77,7 +77,8 @@ class OperatorProcess:
     def __init__(self, workdir: Path, args: list[str], env: dict[str, str], name: str) -> None:
         listen = next(a for a in args if a.startswith("--listen="))
         self.port = int(listen.rsplit(":", 1)[1])
-        self.args = [*args, "--cert-check-interval=1s", "--log-level=debug"]
+        # --mesh-port=0: two replicas on one host would both want 15012 (the mesh has its own e2e).
+        self.args = [*args, "--cert-check-interval=1s", "--log-level=debug", "--mesh-port=0"]
         self.env = {**env, "POD_NAME": name}
         self.log = workdir / f"{name}.log"
         self.name = name

@@ -24,6 +24,7 @@ from injector.cli import config_file, offline
 from injector.core.annotations import ANNOTATIONS, NAMESPACE_LABEL, PREFIX, markdown_table
 from injector.core.settings import NATIVE_SIDECARS_SINCE, Settings, parse_version
 from injector.errors import ConfigError, InjectorError
+from injector.operator import mesh_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_options(serve, offline=False)
     operator_options(serve)
+    mesh_options.add_flags(serve)
 
     for name, text in (
         ("inject", "Print YAML manifests with every pod and pod template injected."),

@@ -44,6 +44,7 @@ from injector.errors import ConfigError
 from injector.operator.certificates import CertificateKeeper
 from injector.operator.kube import Kube, KubeAccess, KubeError
 from injector.operator.lease import LeaderElector
+from injector.operator.mesh import Mesh
 from injector.operator.namespaces import NamespaceKeeper
 from injector.operator.options import OperatorOptions
 from injector.operator.profiles import ProfileKeeper
@@ -92,6 +93,17 @@ class Operator:
             options.policy,
             options.cert_interval,
         )
+        self.mesh = None
+        if options.mesh.enabled:
+            self.mesh = Mesh(
+                ctx,
+                options.mesh,
+                kube,
+                self.leader,
+                self.certificates,
+                options.namespace,
+                options.identity,
+            )
         self.store = ProfileStore(ctx.settings.get())
         self.profiles = ProfileKeeper(kube, self.store, self.leader)
         self.namespaces = NamespaceKeeper(kube, ctx.namespaces)
@@ -146,6 +158,8 @@ class Operator:
             asyncio.create_task(self.certificates.run(self.stop), name="certificates"),
             asyncio.create_task(self.profiles.run_status(self.stop), name="profile status"),
         ]
+        if self.mesh is not None:
+            background += self.mesh.start(self.stop)
         try:
             await self.discover_cluster_version()
             await self.namespaces.initial_list(self.stop)

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import re
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -65,24 +66,25 @@ class TrustView:
 class Report:
     pod: str  # namespace/name
     roots: frozenset[str]
-    at: float
+    at: float  # last heard from
+    issued: float  # last certificate issued (0: none by this replica)
 
 
 class AckLedger:
-    """The roots each pod last said it trusts, by pod UID (bounded, oldest dropped)."""
+    """The roots each pod last said it trusts and when it last got a certificate,
+    by pod UID (bounded: the oldest are dropped)."""
 
     def __init__(self, limit: int = MAX_LEDGER) -> None:
         self.limit = limit
         self.reports: OrderedDict[str, Report] = OrderedDict()
-        self.changed = asyncio.Event()
 
-    def record(self, caller: Caller, roots: frozenset[str]) -> None:
+    def record(self, caller: Caller, roots: frozenset[str], *, issued: bool) -> None:
         previous = self.reports.pop(caller.pod_uid, None)
-        self.reports[caller.pod_uid] = Report(caller.key, roots, time.time())
+        now = time.time()
+        last_issue = now if issued else (previous.issued if previous else 0.0)
+        self.reports[caller.pod_uid] = Report(caller.key, roots, now, last_issue)
         while len(self.reports) > self.limit:
             self.reports.popitem(last=False)
-        if previous is None or previous.roots != roots:
-            self.changed.set()
 
 
 class Metrics:
@@ -183,7 +185,7 @@ def create_app(
             csr = signer.parse_csr(str(document.get("csr") or "").encode())
             key = signer.check_csr(csr, identity)
             issued = signer.issue(state.active.authority, key, identity, policy)
-            ledger.record(caller, _roots(document))
+            ledger.record(caller, _roots(document), issued=True)
         except RequestDenied as exc:
             metrics.requests.labels(exc.reason).inc()
             log.warning("mesh: certificate refused for %s: %s: %s", where, exc.reason, exc)
@@ -208,7 +210,7 @@ def create_app(
         try:
             token, document, namespace, name = await _read(request)
             caller = await reviewer.review(token, namespace, name)
-            ledger.record(caller, _roots(document))
+            ledger.record(caller, _roots(document), issued=False)
         except RequestDenied as exc:
             log.warning("mesh: trust report refused: %s: %s", exc.reason, exc)
             return _refusal(exc)
@@ -230,13 +232,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(app: FastAPI, tls: ServingTLS, host: str, port: int) -> None:
-    """Serve ``app`` over ``tls`` (the webhook's live context) until cancelled,
-    then close the listener and let requests in flight finish (5 s at most)."""
+async def serve(app: FastAPI, tls: ServingTLS, sock: socket.socket, stop: asyncio.Event) -> None:
+    """Serve ``app`` on the bound ``sock`` over ``tls`` (the webhook's live
+    context) until ``stop`` (or cancellation); requests in flight get 5 s."""
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         ssl_context_factory=tls.uvicorn_factory(),
         log_level="warning",
         access_log=False,
@@ -246,11 +246,20 @@ async def serve(app: FastAPI, tls: ServingTLS, host: str, port: int) -> None:
         timeout_keep_alive=30,
     )
     server = _Server(config)
-    task = asyncio.ensure_future(server.serve())
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
             await asyncio.wait_for(task, 10)
-        raise
+    failure = task.exception() if task.done() and not task.cancelled() else None
+    if failure is not None:
+        log.error(
+            "mesh: the certificate endpoint on %s stopped: %s; agents cannot get certificates",
+            sock.getsockname(),
+            failure,
+        )
+        raise failure

@@ -21,6 +21,7 @@ from contract.units import parse_duration
 from injector.admission import certs
 from injector.errors import ConfigError
 from injector.operator.lease import LeaseTiming
+from injector.operator.mesh_options import MeshOptions
 
 DEFAULT_NAME = "sidecar-injector"
 SECRET_NAME = "sidecar-injector-tls"  # noqa: S105 (a Secret's name, not a password)
@@ -39,6 +40,7 @@ class OperatorOptions:
     policy: certs.RotationPolicy = field(default_factory=certs.RotationPolicy)
     cert_interval: float = 30.0
     timing: LeaseTiming = field(default_factory=LeaseTiming)
+    mesh: MeshOptions = field(default_factory=MeshOptions)
 
     @classmethod
     def from_mapping(
@@ -81,6 +83,7 @@ class OperatorOptions:
             cert_ips=tuple(get("cert_ips", ())),
             policy=policy,
             cert_interval=_duration(interval, None).total_seconds() if interval else 30.0,
+            mesh=MeshOptions.from_mapping(options),
         )
 
     def dns_names(self) -> list[str]:

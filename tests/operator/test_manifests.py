@@ -18,6 +18,7 @@ import yaml
 from injector.core.profiles import parse
 from injector.core.settings import DEFAULT_IMAGE
 from injector.operator import options as operator
+from injector.operator.mesh_options import MeshOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -150,15 +151,54 @@ def test_the_deployment_is_highly_available_hardened_and_matches_the_webhook() -
     assert f"--listen=0.0.0.0:{port['containerPort']}" in args
     service = one("base", "Service")
     assert service["spec"]["ports"] == [
-        {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}
+        {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
+        {"name": "mesh", "port": 15012, "targetPort": "mesh", "protocol": "TCP"},
     ]
+    mesh = next(p for p in container["ports"] if p["name"] == "mesh")
+    assert mesh["containerPort"] == MeshOptions().port
     assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
     assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
 
 
-def _rules(kind: str) -> list[dict[str, Any]]:
-    return [rule for role in of_kind("base", kind) for rule in role["rules"]]
+def _rules(kind: str, mesh: bool = False) -> list[dict[str, Any]]:
+    return [
+        rule
+        for role in of_kind("base", kind)
+        if role["metadata"]["name"].endswith("-mesh") == mesh
+        for rule in role["rules"]
+    ]
+
+
+def test_mesh_rbac_names_what_the_mesh_uses() -> None:
+    cluster = _rules("ClusterRole", mesh=True)
+    granted = {
+        (r["resources"][0], v, tuple(r.get("resourceNames", ())))
+        for r in cluster
+        for v in r["verbs"]
+    }
+    assert granted == {
+        ("tokenreviews", "create", ()),
+        ("pods", "get", ()),
+        ("pods", "list", ()),
+        ("configmaps", "list", ()),
+        ("configmaps", "create", ()),
+        ("configmaps", "update", ("sidecar-mesh-trust",)),
+        ("events", "create", ()),
+    }
+    own = {
+        (r["resources"][0], v, tuple(r.get("resourceNames", ())))
+        for r in _rules("Role", mesh=True)
+        for v in r["verbs"]
+    }
+    assert own == {
+        ("secrets", "get", ("sidecar-mesh-ca",)),
+        ("secrets", "update", ("sidecar-mesh-ca",)),
+        ("configmaps", "get", ()),
+        ("configmaps", "update", ()),
+    }
+    for role in of_kind("base", "Role"):
+        assert role["metadata"]["namespace"] == NAMESPACE
 
 
 def test_rbac_is_least_privilege_and_names_what_the_operator_uses() -> None:
@@ -194,8 +234,8 @@ def test_rbac_is_least_privilege_and_names_what_the_operator_uses() -> None:
         assert set(rule["verbs"]) <= {"get", "update", "patch"}
     resources = {r["resources"][0] for r in _rules("Role")}
     assert resources == {"secrets", "leases"}
-    role = one("base", "Role")
-    assert role["metadata"]["namespace"] == NAMESPACE
+    for role in of_kind("base", "Role"):
+        assert role["metadata"]["namespace"] == NAMESPACE
     for binding in of_kind("base", "RoleBinding") + of_kind("base", "ClusterRoleBinding"):
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "sidecar-injector", "namespace": NAMESPACE}
@@ -267,7 +307,7 @@ def test_the_webhook_policy_binds_the_injector_account_to_its_own_configuration(
     spec = policy["spec"]
     assert spec["failurePolicy"] == "Fail"
     (condition,) = spec["matchConditions"]
-    subject = one("base", "ClusterRoleBinding")["subjects"][0]
+    subject = of_kind("base", "ClusterRoleBinding")[0]["subjects"][0]
     account = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
     assert f'"{account}"' in condition["expression"]
     (rule,) = spec["matchConstraints"]["resourceRules"]
