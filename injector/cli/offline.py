@@ -99,9 +99,8 @@ def evaluate(
 
 
 def _outcome(site: PodSite, namespace: NamespaceInfo, settings: Settings) -> Outcome:
-    where = site.label + ("" if not site.path else " " + ".".join(map(str, site.path)))
     try:
-        check_pod(site.pod, where)
+        check_pod(site.pod, site.location)
         return Outcome(site, namespace, render(site.pod, namespace, settings))
     except InjectionDenied as exc:
         return Outcome(site, namespace, None, str(exc), exc.warnings)

@@ -71,6 +71,11 @@ class PodSite:
     def label(self) -> str:
         return f"{self.kind}/{self.name}"
 
+    @property
+    def location(self) -> str:
+        """Where the pod template is inside the document: ``spec.template``; "" for a Pod."""
+        return _dotted(self.path)
+
 
 @dataclass(frozen=True)
 class Found:
@@ -194,29 +199,34 @@ def with_pod(document: Any, site: PodSite, pod: Mapping[str, Any]) -> Any:
 
 def check_pod(obj: Any, where: str) -> Mapping[str, Any]:
     """``obj`` if it has the shape of a pod in every field the injector reads; else
-    ``NotAPod`` naming the field (``where``: "request.object", "Deployment/web")."""
+    ``NotAPod`` naming the field (``where``: "request.object", "spec.template", or ""
+    for a pod at the top of a manifest)."""
     if not isinstance(obj, Mapping):
-        raise NotAPod(f"{where}: not an object; expected a Pod")
+        raise NotAPod(f"{where or 'the pod'}: not an object; expected a Pod")
     metadata = obj.get("metadata", {})
     spec = obj.get("spec")
     if not isinstance(metadata, Mapping) or not isinstance(spec, Mapping):
-        raise NotAPod(f"{where}: a Pod needs metadata and spec objects")
+        raise NotAPod(f"{where or 'the pod'}: a Pod needs metadata and spec objects")
     for key in ("annotations", "labels"):
         value = metadata.get(key)
         if value is not None and not (
             isinstance(value, Mapping)
             and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
         ):
-            raise NotAPod(f"{where}.metadata.{key}: expected a map of strings")
+            raise NotAPod(f"{_at(where)}metadata.{key}: expected a map of strings")
     if not isinstance(metadata.get("ownerReferences", []), list):
-        raise NotAPod(f"{where}.metadata.ownerReferences: expected a list")
+        raise NotAPod(f"{_at(where)}metadata.ownerReferences: expected a list")
     if not isinstance(spec.get("containers"), list) or not spec["containers"]:
-        raise NotAPod(f"{where}.spec.containers: expected a non-empty list")
+        raise NotAPod(f"{_at(where)}spec.containers: expected a non-empty list")
     for key in ("containers", "initContainers", "volumes"):
-        _check_items(spec.get(key, []), f"{where}.spec.{key}")
+        _check_items(spec.get(key, []), f"{_at(where)}spec.{key}")
     if not isinstance(spec.get("securityContext", {}), Mapping):
-        raise NotAPod(f"{where}.spec.securityContext: expected an object")
+        raise NotAPod(f"{_at(where)}spec.securityContext: expected an object")
     return obj
+
+
+def _at(where: str) -> str:
+    return f"{where}." if where else ""
 
 
 def _check_items(items: Any, where: str) -> None:

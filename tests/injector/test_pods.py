@@ -189,9 +189,14 @@ def test_a_malformed_template_is_an_error_naming_it(
     bad = obj("apps/v1", "Deployment", "d", spec={"template": {"spec": {"containers": "app"}}})
     code, out, err = run(tmp_path, capsys, dump(bad))
     assert (code, out) == (1, "")
-    assert err == (
-        "error: Deployment/d: Deployment/d spec.template.spec.containers: "
-        "expected a non-empty list\n"
+    assert err == "error: Deployment/d: spec.template.spec.containers: expected a non-empty list\n"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}
+    assert run(tmp_path, capsys, dump(pod))[2] == (
+        "error: Pod/p: spec.containers: expected a non-empty list\n"
+    )
+    listed = obj("v1", "List", items=[bad])
+    assert run(tmp_path, capsys, dump(listed))[2] == (
+        "error: Deployment/d: items[0].spec.template.spec.containers: expected a non-empty list\n"
     )
 
 
