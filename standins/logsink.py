@@ -20,7 +20,8 @@ requests (0: until ``clear()``):
 * ``down(seconds)``: stop listening (connection refused) and come back on the
   same port after ``seconds`` (or on ``up()``).
 
-``requests`` records every request (path, record count, status); ``records``
+``requests`` records every request (path, record count, status, the
+``Authorization`` header); ``records``
 what was stored, in arrival order. The same controls are served under
 ``/_standin/`` for e2e and manual use (``POST fail {"status", "count"}``,
 ``stall {"seconds", "count"}``, ``store-then-fail {"status", "count"}``,
@@ -64,6 +65,7 @@ class Logged:
     records: int
     status: int
     at: float
+    authorization: str = ""
 
 
 @dataclass
@@ -202,7 +204,7 @@ class SinkStandIn:
                         {"error": "stand-in fault after storing"},
                         "application/json",
                     )
-                self._log(method, path, count, status)
+                self._log(method, path, count, status, headers)
                 return status, answer, content_type
             return self.get(target)
         except Reply as reply:
@@ -219,9 +221,10 @@ class SinkStandIn:
         with self.lock:
             self.records.extend(records)
 
-    def _log(self, method: str, path: str, count: int, status: int) -> None:
+    def _log(self, method: str, path: str, count: int, status: int, headers: Any = None) -> None:
+        auth = (headers.get("Authorization") or "") if headers is not None else ""
         with self.lock:
-            self.requests.append(Logged(method, path, count, status, time.monotonic()))
+            self.requests.append(Logged(method, path, count, status, time.monotonic(), auth))
 
     def _control(self, method: str, action: str, body: bytes) -> tuple[int, Any, str]:
         if method == "GET" and action == "records":

@@ -73,6 +73,12 @@ class LogFile:
         self.last_growth = now
         return Growth(data, offset)
 
+    def truncated(self) -> bool:
+        """Whether the file shrank below what was read, or its head changed."""
+        size = os.fstat(self.fd).st_size
+        self.size = self.state.size = size
+        return size < self.read_pos or not self._head_intact(size)
+
     def _head_intact(self, size: int) -> bool:
         """Compare the known head; extend it while the file is shorter than FINGERPRINT."""
         if self.head and os.pread(self.fd, len(self.head), 0) != self.head:

@@ -60,6 +60,7 @@ class Positions:
         self.directory = directory
         self.path = directory / STATE_FILE
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
         self._files: dict[str, FileState] = {}
         self._dirty = False
         self.saves = 0
@@ -128,6 +129,10 @@ class Positions:
             return [FileState(**asdict(s)) for s in self._files.values()]
 
     def save(self) -> bool:
+        with self._save_lock:  # the reader and the shipper both save: one at a time
+            return self._save()
+
+    def _save(self) -> bool:
         with self._lock:
             if not self._dirty:
                 return False

@@ -5,8 +5,11 @@ busy file cannot starve the others), frames it into records and adds them
 to the open batch. A batch is closed and handed to the shipper when it is
 full, when its oldest record has waited ``batch_wait``, or at once when the
 files are idle and the shipper has nothing to do (so a quiet app's lines
-leave within a poll). Handing over blocks while the shipper's queue is full:
-back-pressure stops the reading, never the app.
+leave within a poll). While the shipper's queue is full the closed batch
+waits here and no file is read (back-pressure stops the reading, never the
+app), but the directory is still watched: files that appear are opened (an
+open descriptor keeps a rotated file's content) and truncations are seen,
+so rotations during an outage are not missed.
 
 Draining (SIGTERM or POST /quitquitquit): records held for a newline or a
 multiline record are shipped at once, batches close as soon as the files
@@ -21,7 +24,7 @@ import threading
 import time
 
 from sidecar.log import Logger
-from sidecar.logs.batch import BatchBuilder
+from sidecar.logs.batch import Batch, BatchBuilder
 from sidecar.logs.framing import PARTIAL, Frames
 from sidecar.logs.logfile import CHUNK, MIN_READ, TRUNCATED, Growth, LogFile
 from sidecar.logs.metrics import LogsMetrics
@@ -54,7 +57,7 @@ class Reader:
             encoder, settings.compress and encoder_compresses(shipper), settings.batch_bytes
         )
         self.metas: dict[str, FileMeta] = {}
-        self.lost_batches = 0
+        self.waiting: Batch | None = None  # closed, refused by a full queue
         self.expansion = 2.0  # encoded bytes per file byte, measured as records go
 
     def run(self, stop: threading.Event) -> bool:
@@ -76,7 +79,8 @@ class Reader:
                     self.tracker.scan(now, self.emit)
                     self._forget_metas()
                     next_scan = now + self.settings.poll
-                progressed = self.pump(now)
+                self._hand_over()
+                progressed = self.pump(now) if self.waiting is None else False
                 self.flush(now, force=draining)
                 self.close_batch(now, idle=not progressed, force=draining)
                 if draining and (self.shipper.abort.is_set() or self._drained(now)):
@@ -136,30 +140,38 @@ class Reader:
             grown = (self.builder.raw_bytes - before) / frames.source_bytes
             self.expansion = 0.8 * self.expansion + 0.2 * max(1.0, grown)
         if self.builder.full:
-            self._hand_over()
+            self._close()
 
     def close_batch(self, now: float, idle: bool, force: bool) -> None:
         if self.builder.empty:
             return
         waited = now - self.builder.created >= self.settings.batch_wait
         if waited or (idle and (force or self.shipper.idle)):
-            self._hand_over()
+            self._close()
+
+    def _close(self) -> None:
+        """Close the open batch (unless one already waits) and hand it over."""
+        if self.waiting is None and not self.builder.empty:
+            self.waiting = self.builder.close()
+        self._hand_over()
 
     def _hand_over(self) -> None:
-        batch = self.builder.close()
-        if not self.shipper.offer(batch):
-            self.lost_batches += 1
+        if self.waiting is not None and self.shipper.offer(self.waiting):
+            self.waiting = None
 
     def _drained(self, now: float) -> bool:
         files = list(self.tracker.files.values())
         return (
             self.builder.empty
+            and self.waiting is None
             and self.shipper.idle
             and all(f.at_eof and not f.framer.held() for f in files)
             and all(f.idle_for(now) >= DRAIN_QUIET for f in files)
         )
 
     def _nap(self, draining: bool) -> float:
+        if self.waiting is not None:
+            return min(self.settings.poll, BUSY_NAP)
         if draining or not self.builder.empty:
             return BUSY_NAP
         if any(f.framer.held() for f in self.tracker.files.values()):
@@ -173,7 +185,7 @@ class Reader:
     def _finish(self) -> bool:
         self.shipper.close(timeout=5.0)
         lag = {path: n for path, n in self.tracker.lag().items() if n}
-        if lag or self.lost_batches or not self.shipper.idle:
+        if lag or self.waiting is not None or not self.shipper.idle:
             self.log.error(
                 "stopped with records not shipped",
                 unshipped_bytes=lag,

@@ -4,8 +4,9 @@ Batches leave in the order they were closed, one request at a time, so the
 positions a batch carries are committed only after everything before it was
 acknowledged: after a SIGKILL at any moment, only the batch that was in
 flight can reach the sink twice. The queue in front of it holds at most
-``buffer_batches`` closed batches; ``offer`` blocks while it is full, which
-stops the reader: the files on disk are the buffer, memory stays bounded.
+``buffer_batches`` closed batches; ``offer`` refuses a batch while it is
+full, and the reader stops reading until it is taken: the files on disk are
+the buffer, memory stays bounded.
 
 A retryable failure (connection, timeout, 408, 429, 5xx) sends the same
 records again after a jittered, capped back-off (``Retry-After`` honoured);
@@ -71,11 +72,9 @@ class Shipper:
             return not self._queue and not self._busy
 
     def offer(self, batch: Batch) -> bool:
-        """Queue ``batch``; block while the queue is full. False after ``abort``."""
+        """Queue ``batch`` unless the queue is full (or after ``abort``)."""
         with self._cond:
-            while len(self._queue) >= self.capacity and not self.abort.is_set():
-                self._cond.wait(0.2)
-            if self.abort.is_set():
+            if len(self._queue) >= self.capacity or self.abort.is_set():
                 return False
             self._queue.append(batch)
             self.metrics.queued.set(len(self._queue))

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from sidecar.log import Logger
 from sidecar.logs import finder
+from sidecar.logs.errors import StateError
 from sidecar.logs.finder import Entry
 from sidecar.logs.framing import Framer, Frames
 from sidecar.logs.logfile import LogFile, matches, read_head
@@ -112,6 +113,8 @@ class Tracker:
             self.positions.put(state)
             self._open(state, entry, now)
         for file in list(self.files.values()):
+            if file.truncated():  # seen here too: a reader held back by the sink reads nothing
+                self.truncated(file, now, emit)
             self._check_rotated(file, now)
             if (
                 file.rotated_since is not None
@@ -123,6 +126,15 @@ class Tracker:
         if now >= self.next_prune:
             self.next_prune = now + PRUNE_EVERY
             self._prune()
+        self._save()
+
+    def _save(self) -> None:
+        """A new file or generation is in the checkpoint before any of its records
+        leave: a restart then knows it (Elasticsearch ids stay the same)."""
+        try:
+            self.positions.save()
+        except StateError as exc:
+            self._warn_once("", str(exc))
 
     def truncated(self, file: LogFile, now: float, emit: Callable[[LogFile, Frames], None]) -> None:
         """``file`` shrank or its head changed: old content from a copy, the file anew."""
@@ -145,6 +157,7 @@ class Tracker:
             self.deferred.pop((copy.dev, copy.ino), None)
             self._open(old, copy, now, rotated=True)
             self.metrics.truncations.inc(file=old.path, copy="found")
+            self._save()
             self.log.info(
                 "file truncated; the rest is read from its copy",
                 file=old.path,
@@ -153,6 +166,7 @@ class Tracker:
             )
             return
         self.positions.drop(old.fid)
+        self._save()
         self.metrics.truncations.inc(file=old.path, copy="missing")
         self.log.warning(
             "file truncated and no copy holds its first bytes: lines written after the last "

@@ -172,6 +172,10 @@ class AppLog:
             self.count += 1
         os.write(self.fd, "".join(chunk).encode())
 
+    def reopen(self) -> None:
+        os.close(self.fd)
+        self.fd = self._open()
+
     def rotate(self, suffix: str = ".1") -> Path:
         """Rename and create: the app reopens its log under the old name."""
         target = self.path.with_name(self.path.name + suffix)
