@@ -149,7 +149,11 @@ class Tracker:
         self.files.pop(old.fid, None)
         file.state = fresh
         file.framer = self._framer(0)
-        file.read_pos, file.head, file.at_eof = 0, b"", False
+        file.read_pos, file.at_eof = 0, False
+        # the new content's first bytes now: a second truncation before the next read
+        # is then still seen (its head differs)
+        file.head = read_head(file.fd)
+        fresh.fp, fresh.fp_len = fingerprint(file.head), len(file.head)
         self.files[fresh.fid] = file
         self.known[(old.dev, old.ino)] = fresh.fid
         if copy is not None:

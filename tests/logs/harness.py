@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support import free_port, http_status
+from tests.support import free_port, http_status, wait_for
 
 SIDECAR = [sys.executable, "-m", "sidecar", "logs"]
 _SAMPLE = re.compile(r"^(\w+)(?:\{(.*)\})? (\S+)$")
@@ -194,6 +194,12 @@ class AppLog:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
+
+
+def eventually(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """``tests.support.wait_for`` with room for a loaded machine (agents start,
+    read and ship in well under a second when it is not)."""
+    wait_for(check, timeout=timeout, what=what)
 
 
 def numbers(messages: list[str]) -> list[int]:

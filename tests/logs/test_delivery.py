@@ -8,8 +8,7 @@ from pathlib import Path
 from standins.elasticsearch import ElasticsearchStandIn
 from standins.logsink import NdjsonStandIn
 from standins.loki import LokiStandIn
-from tests.logs.harness import Agent, AppLog, numbers
-from tests.support import wait_for
+from tests.logs.harness import Agent, AppLog, eventually, numbers
 
 IDENTITY = {
     "SIDECAR_POD_NAMESPACE": "shop",
@@ -29,7 +28,7 @@ def test_stdout_sink_prints_every_line_with_pod_and_file_and_exits_0_on_sigterm(
     a = agent(env=IDENTITY)
     app.write(100)
     app.write(raw=b"the last words, no newline")
-    wait_for(lambda: len(a.printed()) == 201, what="201 records on stdout")
+    eventually(lambda: len(a.printed()) == 201, what="201 records on stdout")
     records = a.printed()
     assert numbers([r["message"] for r in records]) == list(range(200))
     assert records[-1]["message"] == "the last words, no newline"
@@ -52,7 +51,7 @@ def test_http_sink_gets_gzipped_ndjson_and_metrics_count_it(
     a = agent(sink=f"{ndjson.url}/ingest", args=["--batch-bytes=16Ki", "--max-line=4Ki"])
     app.write(2000, size=200)
     other.write(300)
-    wait_for(lambda: len(ndjson.records) == 2300, what="2300 records at the sink")
+    eventually(lambda: len(ndjson.records) == 2300, what="2300 records at the sink")
     by_file: dict[str, list[str]] = {}
     for record in ndjson.records:
         by_file.setdefault(record["log"]["file"]["path"], []).append(record["message"])
@@ -68,7 +67,7 @@ def test_http_sink_gets_gzipped_ndjson_and_metrics_count_it(
             and a.metric("sidecar_logs_shipped_lines_total", file=app_file) == 2000
         )
 
-    wait_for(settled, what="lag 0 and 2000 lines shipped")
+    eventually(settled, what="lag 0 and 2000 lines shipped")
     size = (logs / "app.log").stat().st_size
     assert a.metric("sidecar_logs_read_bytes_total", file=app_file) == size
     assert a.metric("sidecar_logs_shipped_bytes_total", file=app_file) == size
@@ -84,7 +83,7 @@ def test_loki_sink_pushes_streams_with_labels(
     for _ in range(5):
         app.write(raw=b"identical line\n")  # distinct timestamps: none taken for duplicates
     app.write(500)
-    wait_for(lambda: len(loki.records) == 505, what="505 entries in Loki")
+    eventually(lambda: len(loki.records) == 505, what="505 entries in Loki")
     assert loki.lines()[:5] == ["identical line"] * 5
     assert numbers(loki.lines()) == list(range(500))
     assert loki.records[0]["stream"] == {
@@ -106,7 +105,7 @@ def test_elasticsearch_sink_indexes_each_line_once(
 ) -> None:
     agent(sink=f"elasticsearch+{es.url}/app-logs", args=["--batch-bytes=8Ki", "--max-line=4Ki"])
     app.write(1000)
-    wait_for(lambda: len(es.sources("app-logs")) == 1000, what="1000 documents")
+    eventually(lambda: len(es.sources("app-logs")) == 1000, what="1000 documents")
     assert numbers([d["message"] for d in es.sources("app-logs")]) == list(range(1000))
     assert all(r["_id"].endswith(f"-{n * 61}") for n, r in enumerate(es.records))
 
@@ -116,13 +115,13 @@ def test_long_lines_are_split_or_truncated_with_marks(
 ) -> None:
     split = agent(args=["--max-line=1Ki"])
     app.write(raw=b"A" * 2500 + b"\nshort\n")
-    wait_for(lambda: len(split.printed()) == 4, what="three parts and a line")
+    eventually(lambda: len(split.printed()) == 4, what="three parts and a line")
     records = split.printed()
     assert "".join(r["message"] for r in records[:3]) == "A" * 2500
     assert [r["log"].get("partial") for r in records] == [True, True, None, None]
     split.terminate()
     truncate = agent(args=["--max-line=1Ki", "--long-lines=truncate"])
-    wait_for(lambda: len(truncate.printed()) == 2, what="a truncated line and a line")
+    eventually(lambda: len(truncate.printed()) == 2, what="a truncated line and a line")
     first = truncate.printed()[0]
     assert first["message"] == "A" * 1024
     assert first["log"]["truncated"] == 2500 - 1024
@@ -135,7 +134,7 @@ def test_multiline_and_json_format(agent: Callable[..., Agent], app: AppLog) -> 
     a = agent(args=["--multiline=^\\d{4}-", "--format=json"])
     app.write(raw=b'2026-01-01 {"not": "json"}\n  at x()\n{"level":"error","msg":"boom"}\n')
     app.write(raw=b"2026-01-02 next\n")
-    wait_for(lambda: len(a.printed()) == 2, what="two records", timeout=15)
+    eventually(lambda: len(a.printed()) == 2, what="two records")
     first, second = a.printed()
     assert (
         first["message"] == '2026-01-01 {"not": "json"}\n  at x()\n{"level":"error","msg":"boom"}'

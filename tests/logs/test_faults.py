@@ -11,8 +11,7 @@ from pathlib import Path
 from standins.elasticsearch import ElasticsearchStandIn
 from standins.logsink import NdjsonStandIn
 from standins.loki import LokiStandIn
-from tests.logs.harness import Agent, AppLog, numbers
-from tests.support import wait_for
+from tests.logs.harness import Agent, AppLog, eventually, numbers
 
 
 def received(sink: NdjsonStandIn) -> list[int]:
@@ -26,13 +25,15 @@ def test_a_failing_sink_is_retried_with_back_off_until_it_recovers(
     ndjson.fail(503)
     a = agent(sink=ndjson.url)
     app.write(200)
-    wait_for(
+    eventually(
         lambda: a.metric("sidecar_logs_requests_total", outcome="retryable") >= 2,
         what="two failed tries",
     )
     assert ndjson.records == []
     ndjson.clear()
-    wait_for(lambda: sorted(received(ndjson)) == list(range(200)), what="200 lines after recovery")
+    eventually(
+        lambda: sorted(received(ndjson)) == list(range(200)), what="200 lines after recovery"
+    )
     assert a.metric("sidecar_logs_retried_lines_total", file=str(app.path)) >= 200
     failed = [r.at for r in ndjson.requests if r.status == 503]
     gaps = [b - a for a, b in itertools.pairwise(failed)]
@@ -45,7 +46,7 @@ def test_a_stalled_sink_times_out_and_the_batch_is_sent_again(
     ndjson.stall(3.0, count=1)
     a = agent(sink=ndjson.url, args=["--sink-timeout=500ms"])
     app.write(100)
-    wait_for(lambda: set(received(ndjson)) >= set(range(100)), what="100 lines", timeout=15)
+    eventually(lambda: set(received(ndjson)) >= set(range(100)), what="100 lines")
     assert a.metric("sidecar_logs_requests_total", outcome="retryable") >= 1
     assert any("timed out" in e.get("error", "") for e in a.events())
 
@@ -57,7 +58,7 @@ def test_stored_but_unacknowledged_batches_are_sent_again_never_lost(
     ndjson.store_then_drop(count=1)
     agent(sink=ndjson.url, args=["--batch-bytes=8Ki", "--max-line=4Ki"])
     app.write(500)
-    wait_for(lambda: set(received(ndjson)) >= set(range(500)), what="500 lines")
+    eventually(lambda: set(received(ndjson)) >= set(range(500)), what="500 lines")
     counts = Counter(received(ndjson))
     assert max(counts.values()) >= 2  # at least once: some twice
 
@@ -68,7 +69,7 @@ def test_elasticsearch_items_rejected_with_429_are_sent_again_alone(
     es.reject_items(7, status=429)
     a = agent(sink=f"elasticsearch+{es.url}/logs")
     app.write(50)
-    wait_for(lambda: len(es.sources("logs")) == 50, what="50 documents")
+    eventually(lambda: len(es.sources("logs")) == 50, what="50 documents")
     bulks = [r for r in es.requests if r.path == "/logs/_bulk"]
     assert [r.records for r in bulks][:2] == [43, 7]  # the second request: the 7 rejected only
     assert sorted(numbers([d["message"] for d in es.sources("logs")])) == list(range(50))
@@ -83,14 +84,14 @@ def test_elasticsearch_refusals_are_dropped_counted_and_named(
     app.write(10)
     app.write(raw=b"poison pill\n")
     app.write(10)
-    wait_for(lambda: len(es.sources("logs")) == 20, what="20 documents")
-    wait_for(
+    eventually(lambda: len(es.sources("logs")) == 20, what="20 documents")
+    eventually(
         lambda: a.metric("sidecar_logs_dropped_lines_total", file=str(app.path)) == 1,
         what="one line dropped",
     )
     errors = [e for e in a.events() if e["msg"] == "sink refused records; dropped"]
     assert "mapper_parsing_exception" in errors[0]["reason"]
-    wait_for(
+    eventually(
         lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
         what="positions past the refused line",
     )
@@ -102,11 +103,11 @@ def test_elasticsearch_resends_after_a_restart_are_stored_once(
     es.store_then_fail(500, count=0)
     a = agent(sink=f"elasticsearch+{es.url}/logs")
     app.write(100)
-    wait_for(lambda: len(es.sources("logs")) == 100, what="100 stored, never acknowledged")
+    eventually(lambda: len(es.sources("logs")) == 100, what="100 stored, never acknowledged")
     a.kill()
     es.clear()
     a.start()
-    wait_for(lambda: a.metric("sidecar_logs_duplicates_total") == 100, what="100 answered 409")
+    eventually(lambda: a.metric("sidecar_logs_duplicates_total") == 100, what="100 answered 409")
     assert len(es.sources("logs")) == 100
 
 
@@ -117,7 +118,7 @@ def test_a_loki_refusal_drops_the_batch_and_says_why(
     try:
         a = agent(sink=f"loki+{loki.url}")
         app.write(raw=b"short\n" + b"y" * 80 + b"\n")
-        wait_for(
+        eventually(
             lambda: a.metric("sidecar_logs_dropped_lines_total", file=str(app.path)) == 2,
             what="the push refused",
         )
@@ -135,7 +136,7 @@ def test_a_too_large_request_is_split_until_it_fits(
     try:
         a = agent(sink=f"elasticsearch+{es.url}/logs", args=["--gzip=false"])
         app.write(200)
-        wait_for(lambda: len(es.sources("logs")) == 200, what="200 documents")
+        eventually(lambda: len(es.sources("logs")) == 200, what="200 documents")
         assert a.metric("sidecar_logs_requests_total", outcome="too_large") >= 1
         assert len([r for r in es.requests if r.status == 200]) >= 5
     finally:
@@ -156,14 +157,14 @@ def test_back_pressure_stops_reading_and_memory_stays_bounded(
         time.sleep(0.5)
         return first > 0 and a.metric("sidecar_logs_read_bytes_total", file=name) == first
 
-    wait_for(steady, what="reading to stop while the sink is down")
+    eventually(steady, what="reading to stop while the sink is down")
     read = a.metric("sidecar_logs_read_bytes_total", file=name)
     assert read < 4 * 1024 * 1024, read  # a few batches, not the 20 MB
     assert a.metric("sidecar_logs_lag_bytes", file=name) > 15_000_000
     rss = _rss_mib(a)
     assert rss < 40, rss
     ndjson.up()
-    wait_for(lambda: len(ndjson.records) >= 100_000, what="all 100,000 lines", timeout=60)
+    eventually(lambda: len(ndjson.records) >= 100_000, what="all 100,000 lines", timeout=60)
     assert sorted(set(received(ndjson))) == list(range(100_000))
 
 
@@ -173,7 +174,7 @@ def test_on_sigterm_the_last_partial_line_is_shipped_at_once(
     a = agent(sink=ndjson.url, args=["--flush-timeout=60s"])
     app.write(10)
     app.write(raw=b"exit code 3")
-    wait_for(lambda: len(ndjson.records) == 10, what="10 lines")
+    eventually(lambda: len(ndjson.records) == 10, what="10 lines")
     started = time.monotonic()
     assert a.terminate() == 0
     assert time.monotonic() - started < 10
@@ -186,7 +187,7 @@ def test_the_drain_ends_at_its_deadline_naming_what_was_left(
     a = agent(sink=ndjson.url, args=["--drain-timeout=2s"])
     ndjson.fail(503)
     app.write(100)
-    wait_for(
+    eventually(
         lambda: a.metric("sidecar_logs_requests_total", outcome="retryable") >= 1,
         what="a failed try",
     )
@@ -205,10 +206,10 @@ def test_the_authorization_file_is_sent_and_reread(
     token.write_text("Bearer first\n")
     agent(sink=ndjson.url, args=[f"--sink-auth-file={token}"])
     app.write(1)
-    wait_for(lambda: len(ndjson.records) == 1, what="one line")
+    eventually(lambda: len(ndjson.records) == 1, what="one line")
     token.write_text("ApiKey second")
     app.write(1)
-    wait_for(lambda: len(ndjson.records) == 2, what="two lines")
+    eventually(lambda: len(ndjson.records) == 2, what="two lines")
     assert [r.authorization for r in ndjson.requests] == ["Bearer first", "ApiKey second"]
 
 

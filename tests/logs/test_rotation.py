@@ -8,8 +8,7 @@ from pathlib import Path
 
 from standins.elasticsearch import ElasticsearchStandIn
 from standins.logsink import NdjsonStandIn
-from tests.logs.harness import Agent, AppLog, numbers
-from tests.support import wait_for
+from tests.logs.harness import Agent, AppLog, eventually, numbers
 
 
 def messages(sink: NdjsonStandIn) -> list[str]:
@@ -26,20 +25,20 @@ def test_rename_rotation_reads_the_old_file_to_its_end(
 ) -> None:
     a = agent(sink=ndjson.url)
     app.write(100)
-    wait_for(all_arrived(ndjson, 100), what="the first 100 lines")
+    eventually(all_arrived(ndjson, 100), what="the first 100 lines")
     (logs / "app.log").rename(logs / "app.log.1")
     app.write(50)  # the app still writes to the renamed file: lines 100..149
     app.reopen()
     app.write(50)  # lines 150..199 in the new app.log
-    wait_for(all_arrived(ndjson, 200), what="all 200 lines")
+    eventually(all_arrived(ndjson, 200), what="all 200 lines")
     assert sorted(numbers(messages(ndjson))) == list(range(200))
     paths = {r["log"]["file"]["path"] for r in ndjson.records}
     assert paths == {str(logs / "app.log")}  # the rotated file keeps its first name
-    wait_for(
+    eventually(
         lambda: a.metric("sidecar_logs_rotations_total", file=str(logs / "app.log")) == 1,
         what="the rotation counted",
     )
-    wait_for(
+    eventually(
         lambda: any(e["msg"] == "done with rotated file" for e in a.events()),
         what="the rotated file closed after --rotate-wait",
     )
@@ -50,20 +49,21 @@ def test_copytruncate_continues_from_the_copy_and_restarts_the_file(
 ) -> None:
     a = agent(sink=ndjson.url, args=["--poll-interval=1s"])
     app.write(100)
-    wait_for(all_arrived(ndjson, 100), what="the first 100 lines")
+    eventually(all_arrived(ndjson, 100), what="the first 100 lines")
     name = str(logs / "app.log")
     for round_ in range(3):
         app.write(100)  # not read yet when the copy is taken: the agent polls every second
         app.copytruncate(f".{round_ + 1}")
         app.write(10)
-        # each generation is seen (rotations slower than the poll interval)
-        wait_for(
+        # each generation is seen (rotations slower than the agent)
+        eventually(
             lambda n=round_ + 1: (
                 a.metric("sidecar_logs_truncations_total", file=name, copy="found") == n
             ),
             what=f"truncation {round_ + 1}",
         )
-    wait_for(all_arrived(ndjson, 430), what="all 430 lines")
+        eventually(all_arrived(ndjson, app.count), what=f"{app.count} lines")
+    eventually(all_arrived(ndjson, 430), what="all 430 lines")
     counts = Counter(numbers(messages(ndjson)))
     assert set(counts) == set(range(430))
     assert max(counts.values()) == 1
@@ -74,15 +74,15 @@ def test_a_restart_resumes_from_the_checkpoint_without_resending_acknowledged_li
 ) -> None:
     a = agent(sink=ndjson.url)
     app.write(500)
-    wait_for(all_arrived(ndjson, 500), what="500 lines")
-    wait_for(
+    eventually(all_arrived(ndjson, 500), what="500 lines")
+    eventually(
         lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
         what="everything acknowledged",
     )
     a.kill()
     app.write(500)
     a.start()
-    wait_for(all_arrived(ndjson, 1000), what="1000 lines")
+    eventually(all_arrived(ndjson, 1000), what="1000 lines")
     assert sorted(numbers(messages(ndjson))) == list(range(1000))
 
 
@@ -91,8 +91,8 @@ def test_rotations_and_truncations_while_the_agent_is_down(
 ) -> None:
     a = agent(sink=ndjson.url)
     app.write(100)
-    wait_for(all_arrived(ndjson, 100), what="100 lines")
-    wait_for(
+    eventually(all_arrived(ndjson, 100), what="100 lines")
+    eventually(
         lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
         what="everything acknowledged",
     )
@@ -101,8 +101,8 @@ def test_rotations_and_truncations_while_the_agent_is_down(
     app.rotate(".1")  # renamed: the agent finds it by inode
     app.write(100)  # 200..299 in a new app.log
     a.start()
-    wait_for(all_arrived(ndjson, 300), what="300 lines")
-    wait_for(
+    eventually(all_arrived(ndjson, 300), what="300 lines")
+    eventually(
         lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
         what="everything acknowledged",
     )
@@ -111,7 +111,7 @@ def test_rotations_and_truncations_while_the_agent_is_down(
     app.copytruncate(".2")  # truncated while down: the rest comes from the copy
     app.write(100)  # 400..499
     a.start()
-    wait_for(all_arrived(ndjson, 500), what="500 lines")
+    eventually(all_arrived(ndjson, 500), what="500 lines")
     assert sorted(numbers(messages(ndjson))) == list(range(500))
     assert any(e["msg"] == "resumed from a copy" for e in a.events())
 
@@ -121,22 +121,22 @@ def test_after_sigkill_only_the_batch_in_flight_is_sent_again(
 ) -> None:
     a = agent(sink=ndjson.url, args=["--batch-bytes=8Ki", "--max-line=4Ki"])
     app.write(1000)
-    wait_for(all_arrived(ndjson, 1000), what="1000 lines")
-    wait_for(
+    eventually(all_arrived(ndjson, 1000), what="1000 lines")
+    eventually(
         lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
         what="everything acknowledged",
     )
     ndjson.store_then_fail(500, count=0)  # stored, never acknowledged
     before = len(ndjson.records)
     app.write(1000)
-    wait_for(lambda: len(ndjson.records) > before, what="the next batch stored, unacknowledged")
+    eventually(lambda: len(ndjson.records) > before, what="the next batch stored, unacknowledged")
     a.kill()
     ndjson.clear()
     seen_before_restart = Counter(numbers(messages(ndjson)))
     restart_index = len(ndjson.requests)
     a.start()
-    wait_for(all_arrived(ndjson, 2000), what="2000 lines")
-    wait_for(
+    eventually(all_arrived(ndjson, 2000), what="2000 lines")
+    eventually(
         lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
         what="everything acknowledged",
     )
