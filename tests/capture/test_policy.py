@@ -1,12 +1,16 @@
 """What the capture rules and the per-destination policy guarantee, shown with
 real processes: the proxy's UID exclusion is what prevents a loop, circuit
 breaking counts connections per destination, outlier detection ejects one
-failing destination."""
+failing destination, and SIGTERM drains captured inbound requests."""
 
 from __future__ import annotations
 
-from tests.capture.world import World, results
-from tests.netns import PEER_V4, PEER_V4_EXTRA
+import signal
+import subprocess
+import sys
+
+from tests.capture.world import World, http_get, results
+from tests.netns import PEER_V4, PEER_V4_EXTRA, POD_V4
 from tests.support import wait_for
 
 A = f"{PEER_V4}:8081"
@@ -105,3 +109,31 @@ def test_outlier_detection_ejects_the_failing_destination_only(world: World) -> 
     assert ejected["status"] == 503, ejected  # at once: A is not tried while ejected
     assert "no healthy upstream" in ejected["body"]
     assert world.stat(destination(B) + "outlier_detection.ejections_enforced_total") == 0
+
+
+def test_sigterm_drains_captured_inbound_requests_in_flight(world: World) -> None:
+    world.start_app(8080)
+    assert world.run_init().returncode == 0
+    proxy = world.start_proxy(
+        {"SIDECAR_CAPTURE": "iptables", "SIDECAR_DRAIN_TIMEOUT": "20s", "SIDECAR_TIMEOUT": "30s"}
+    )
+    caller = world.link.peer.start(
+        [sys.executable, "-c", _GET, f"http://{POD_V4}:8080/hold/drain"],
+        stdout=subprocess.PIPE,
+    )
+    wait_for(
+        lambda: world.stat("http.capture_inbound.downstream_rq_active") == 1,
+        timeout=20,
+        what="a captured inbound request held by the app",
+    )
+    proxy.send_signal(signal.SIGTERM)
+    wait_for(lambda: "draining" in world.proxy_log(), what="the drain to start")
+    assert proxy.poll() is None  # the request is still in flight
+    status, _ = world.link.pod.call(http_get, ("127.0.0.1", 8080), "/release")
+    assert status == 200
+    out, _ = caller.communicate(timeout=30)
+    assert out.decode().strip() == "200"
+    assert proxy.wait(timeout=30) == 0, world.proxy_log()
+
+
+_GET = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=60).status)"
