@@ -1,15 +1,22 @@
-"""Which files to follow: glob matches under the logs path, and the copies
-and renamed files that continue content the agent already followed.
+"""Which files to follow: glob matches under the logs path, their rotated
+siblings, and the copies that continue content the agent already followed.
 
-Pure file-system look-ups (no state of their own): ``matches`` lists what the
-globs name now, ``entries`` every regular file of some directories (a rotated
-``app.log.1`` no longer matches ``*.log`` but is still read to its end), and
-``find_copy`` the file whose head is a followed file's head and that is at
-least as long as what was read of it: the copy a copytruncate made.
+File-system look-ups with no state of their own:
+
+* ``Globs`` splits each pattern into a directory part and a name part, and
+  lists the directories they reach (one ``scandir`` each: the inode comes
+  with the entry, so known files cost no ``stat``);
+* a *sibling* is a file named like a followed one plus a rotation suffix
+  (``app.log.1``, ``app.log-20260101``; compressed ones excluded): a file
+  renamed by a rotation the agent did not see (several rotations between two
+  polls, or while it was down) is still found by it;
+* ``find_copy``: the file whose head is a followed file's head and that holds
+  at least what was read of it, i.e. the copy a copytruncate made.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import stat
@@ -17,6 +24,9 @@ from dataclasses import dataclass
 
 from sidecar.logs.logfile import matches, read_head
 from sidecar.logs.positions import FileState
+
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".Z", ".tgz")
+ROTATION_SEPARATORS = ".-_"
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,14 @@ class Entry:
     mtime: float
 
 
-def _entry(path: str) -> Entry | None:
+@dataclass(frozen=True)
+class Listed:
+    path: str
+    name: str
+    ino: int
+
+
+def stat_entry(path: str) -> Entry | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -38,47 +55,73 @@ def _entry(path: str) -> Entry | None:
     return Entry(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime)
 
 
-def matches_of(root: str, globs: tuple[str, ...]) -> list[Entry]:
-    """Regular files the globs match now, sorted by name; symlinks followed."""
-    found: dict[str, Entry] = {}
-    for pattern in globs:
-        for relative in glob.glob(pattern, root_dir=root):
-            path = os.path.join(root, relative)
-            if path not in found:
-                entry = _entry(path)
-                if entry is not None:
-                    found[path] = entry
-    return [found[p] for p in sorted(found)]
+class Globs:
+    """The patterns, as (directory pattern, name pattern) pairs under ``root``."""
+
+    def __init__(self, root: str, patterns: tuple[str, ...]) -> None:
+        self.root = root
+        self.parts = [os.path.split(p) for p in patterns]
+
+    def directories(self) -> dict[str, list[str]]:
+        """Each directory the patterns reach -> the name patterns that apply there."""
+        found: dict[str, list[str]] = {}
+        for directory, name in self.parts:
+            if not directory:
+                found.setdefault(self.root, []).append(name)
+                continue
+            for relative in glob.glob(directory, root_dir=self.root):
+                path = os.path.join(self.root, relative)
+                if os.path.isdir(path):
+                    found.setdefault(path, []).append(name)
+        return found
+
+
+def name_matches(name: str, patterns: list[str]) -> bool:
+    """Glob semantics: a leading dot is matched only by a pattern that has one."""
+    return any(
+        fnmatch.fnmatchcase(name, p) and (not name.startswith(".") or p.startswith("."))
+        for p in patterns
+    )
+
+
+def sibling_of(name: str, bases: set[str]) -> str | None:
+    """The followed name ``name`` is a rotation of (``app.log.1`` -> ``app.log``)."""
+    if name.endswith(COMPRESSED):
+        return None
+    for base in bases:
+        if (
+            len(name) > len(base) + 1
+            and name.startswith(base)
+            and (name[len(base)] in ROTATION_SEPARATORS)
+        ):
+            return base
+    return None
+
+
+def listing(directory: str) -> tuple[int, list[Listed]]:
+    """(the directory's device, its regular files and symlinks); empty when unreadable."""
+    try:
+        device = os.stat(directory).st_dev
+        with os.scandir(directory) as entries:
+            items = [
+                Listed(e.path, e.name, e.inode())
+                for e in entries
+                if e.is_file(follow_symlinks=False) or e.is_symlink()
+            ]
+    except OSError:
+        return 0, []
+    return device, items
 
 
 def entries(directories: set[str]) -> list[Entry]:
-    """Every regular file directly in ``directories`` (dot-files included)."""
-    result: list[Entry] = []
+    """Every regular file directly in ``directories``, with its ``stat``."""
+    result = []
     for directory in sorted(directories):
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            continue
-        for name in names:
-            entry = _entry(os.path.join(directory, name))
+        for item in listing(directory)[1]:
+            entry = stat_entry(item.path)
             if entry is not None:
                 result.append(entry)
     return result
-
-
-def directories(root: str, globs: tuple[str, ...], paths: list[str]) -> set[str]:
-    """The logs path, the directories the globs reach and those of known files."""
-    found = {root}
-    for pattern in globs:
-        parent = os.path.dirname(pattern)
-        if parent:
-            found.update(
-                os.path.join(root, d)
-                for d in glob.glob(parent, root_dir=root)
-                if os.path.isdir(os.path.join(root, d))
-            )
-    found.update(os.path.dirname(p) for p in paths)
-    return found
 
 
 def head_of(path: str, length: int) -> bytes | None:
@@ -99,13 +142,11 @@ def find_copy(
 ) -> Entry | None:
     """The newest candidate that starts like ``state``'s content and holds at
     least ``min_size`` bytes (so the bytes from there on are its continuation)."""
-    if state.fp_len == 0 and min_size > 0:
+    if state.fp_len == 0:
         return None
     best: Entry | None = None
     for entry in candidates:
         if (entry.dev, entry.ino) in exclude or entry.size < min_size:
-            continue
-        if state.fp_len == 0:
             continue
         head = head_of(entry.path, state.fp_len)
         if head is not None and matches(head, state) and (best is None or entry.mtime > best.mtime):

@@ -29,7 +29,7 @@ from sidecar.logs.finder import Entry
 from sidecar.logs.framing import Framer, Frames
 from sidecar.logs.logfile import LogFile, matches, read_head
 from sidecar.logs.metrics import LogsMetrics
-from sidecar.logs.positions import FileState, Positions, fingerprint, new_fid
+from sidecar.logs.positions import FINGERPRINT, FileState, Positions, fingerprint, new_fid
 from sidecar.logs.settings import LogsSettings
 
 PRUNE_EVERY = 5.0  # seconds between looks for files gone from the disk
@@ -53,6 +53,8 @@ class Tracker:
         self.files: dict[str, LogFile] = {}  # fid -> open file
         self.known: dict[Key, str] = {}  # every file in the checkpoint -> fid
         self.deferred: dict[Key, float] = {}  # looks like a copy: since when
+        self.ignored: set[Key] = set()  # rotated-looking copies of followed content
+        self.globs = finder.Globs(settings.path, settings.files)
         self.warned: set[str] = set()
         self.next_prune = 0.0
 
@@ -60,8 +62,7 @@ class Tracker:
 
     def resume(self, now: float) -> None:
         states = self.positions.load()
-        dirs = finder.directories(self.settings.path, self.settings.files, [s.path for s in states])
-        listing = finder.entries(dirs)
+        listing = finder.entries(self._directories([s.path for s in states]))
         by_key = {(e.dev, e.ino): e for e in listing}
         for state in states:
             entry = by_key.get((state.dev, state.ino))
@@ -93,33 +94,34 @@ class Tracker:
     # --- every poll --------------------------------------------------------------
 
     def scan(self, now: float, emit: Callable[[LogFile, Frames], None]) -> None:
-        for entry in finder.matches_of(self.settings.path, self.settings.files):
-            key = (entry.dev, entry.ino)
-            fid = self.known.get(key)
-            if fid is not None:
-                if fid not in self.files:
-                    self._reopen_if_grown(fid, entry, now)
-                continue
-            if len(self.files) >= self.settings.max_files:
-                self._warn_once(
-                    entry.path,
-                    "too many files: not followed; raise --max-files "
-                    "(SIDECAR_LOGS_MAX_FILES) or narrow the globs",
-                )
-                continue
-            if self._copy_of_live(entry, now):
-                continue
-            state = FileState(new_fid(), entry.dev, entry.ino, entry.path, "", 0, 0, entry.size)
-            self.positions.put(state)
-            self._open(state, entry, now)
+        patterns = self.globs.directories()
+        bases: dict[str, set[str]] = {}
+        for state in self.positions.snapshot():
+            bases.setdefault(os.path.dirname(state.path), set()).add(os.path.basename(state.path))
+        for directory in sorted(set(patterns) | set(bases)):
+            device, items = finder.listing(directory)
+            names = patterns.get(directory, [])
+            followed = bases.get(directory, set()) | {
+                i.name for i in items if finder.name_matches(i.name, names)
+            }
+            for item in items:
+                if (device, item.ino) in self.known or (device, item.ino) in self.ignored:
+                    continue  # known by the inode the directory lists: no stat
+                if finder.name_matches(item.name, names):
+                    self._discover(item.path, item.path, now)
+                else:
+                    base = finder.sibling_of(item.name, followed)
+                    if base is not None:
+                        self._discover(item.path, os.path.join(directory, base), now, sibling=True)
         for file in list(self.files.values()):
             if file.truncated():  # seen here too: a reader held back by the sink reads nothing
                 self.truncated(file, now, emit)
             self._check_rotated(file, now)
             if (
                 file.rotated_since is not None
-                and file.at_eof
-                and (file.idle_for(now) >= self.settings.rotate_wait)
+                and file.size <= file.read_pos  # fresh: truncated() just looked
+                and now - file.rotated_since >= self.settings.rotate_wait
+                and file.idle_for(now) >= self.settings.rotate_wait
             ):
                 emit(file, file.framer.flush(now, force=True))
                 self._close(file)
@@ -247,6 +249,52 @@ class Tracker:
         self.metrics.files.set(len(self.files))
         self.log.info("done with rotated file", file=file.path, offset=file.read_pos)
 
+    def _discover(self, path: str, name: str, now: float, sibling: bool = False) -> None:
+        """A file not known by its listed inode: known after all (a symlink), a copy of
+        content already followed, or new: followed from its first byte."""
+        entry = finder.stat_entry(path)
+        if entry is None:
+            return
+        key = (entry.dev, entry.ino)
+        fid = self.known.get(key)
+        if fid is not None:
+            if fid not in self.files and not sibling:
+                self._reopen_if_grown(fid, entry, now)
+            return
+        if len(self.files) >= self.settings.max_files:
+            self._warn_once(
+                path,
+                "too many files: not followed; raise --max-files "
+                "(SIDECAR_LOGS_MAX_FILES) or narrow the globs",
+            )
+            return
+        if sibling:
+            copy = self._copy_of_known(entry)
+            if copy is None:
+                return  # empty yet: looked at again at the next poll
+            if copy:
+                self.ignored.add(key)
+                return
+        if not sibling and self._copy_of_live(entry, now):
+            return
+        state = FileState(new_fid(), entry.dev, entry.ino, name, "", 0, 0, entry.size)
+        self.positions.put(state)
+        self._open(state, entry, now, rotated=sibling)
+        if sibling:
+            self.log.info(
+                "found a rotated file not seen before; reading it from the start",
+                file=name,
+                name=path,
+            )
+
+    def _copy_of_known(self, entry: Entry) -> bool | None:
+        """Whether a rotated-looking file starts like content already followed
+        (None: it is empty, nothing to tell yet)."""
+        head = finder.head_of(entry.path, FINGERPRINT)
+        if not head:
+            return None
+        return any(s.fp_len and matches(head, s) for s in self.positions.snapshot())
+
     def _reopen_if_grown(self, fid: str, entry: Entry, now: float) -> None:
         state = self.positions.get(fid)
         if state is not None and entry.size > max(state.committed, state.size):
@@ -281,8 +329,9 @@ class Tracker:
     def _prune(self) -> None:
         """Forget closed files that are gone from the disk."""
         states = self.positions.snapshot()
-        dirs = finder.directories(self.settings.path, self.settings.files, [s.path for s in states])
-        present = {(e.dev, e.ino) for e in finder.entries(dirs)}
+        present = {
+            (e.dev, e.ino) for e in finder.entries(self._directories([s.path for s in states]))
+        }
         for state in states:
             key = (state.dev, state.ino)
             if state.fid not in self.files and key not in present:
@@ -290,6 +339,10 @@ class Tracker:
                 if self.known.get(key) == state.fid:
                     del self.known[key]
         self.deferred = {k: v for k, v in self.deferred.items() if k in present}
+        self.ignored &= present
+
+    def _directories(self, paths: list[str]) -> set[str]:
+        return set(self.globs.directories()) | {os.path.dirname(p) for p in paths}
 
     def _warn_once(self, path: str, message: str) -> None:
         if path not in self.warned:

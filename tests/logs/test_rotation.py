@@ -147,3 +147,35 @@ def test_after_sigkill_only_the_batch_in_flight_is_sent_again(
     assert len(resent) <= largest
     assert all(n >= 1000 for n in resent)  # nothing acknowledged before is sent again
     assert sorted(set(numbers(messages(ndjson)))) == list(range(2000))
+
+
+def test_rotations_faster_than_the_agent_are_found_by_their_names(
+    agent: Callable[..., Agent], app: AppLog, ndjson: NdjsonStandIn, logs: Path
+) -> None:
+    a = agent(sink=ndjson.url, args=["--poll-interval=1s"])
+    app.write(100)
+    eventually(all_arrived(ndjson, 100), what="the first 100 lines")
+    app.write(50)
+    app.rotate(".1")  # seen: the agent holds this file open
+    app.write(50)
+    app.rotate(".2")  # never seen under its first name: found as a sibling
+    app.write(50)
+    eventually(all_arrived(ndjson, 250), what="all 250 lines")
+    counts = Counter(numbers(messages(ndjson)))
+    assert max(counts.values()) == 1
+    assert any(
+        e["msg"] == "found a rotated file not seen before; reading it from the start"
+        for e in a.events()
+    )
+    a.kill()
+    for n in range(3, 6):  # three rotations while the agent is down
+        app.write(20)
+        app.rotate(f".{n}")
+    (logs / "app.log.5.gz").write_bytes(b"\x1f\x8b compressed: never read")
+    app.write(20)
+    a.start()
+    eventually(all_arrived(ndjson, 330), what="all 330 lines")
+    counts = Counter(numbers(messages(ndjson)))
+    assert set(counts) == set(range(330))
+    assert max(counts.values()) == 1
+    assert all("compressed" not in m for m in messages(ndjson))
