@@ -415,8 +415,10 @@ def install_with_operator(
     namespace = deployment["metadata"]["namespace"]
     pod_spec = deployment["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
-    args = [a for a in container.get("args", []) if not a.startswith("--listen")]
+    args = [a for a in container.get("args", []) if not a.startswith(("--listen", "--metrics"))]
     args += [f"--listen=127.0.0.1:{port}", "--cert-ip=127.0.0.1", f"--mesh-port={free_port()}"]
+    if any(a.startswith("--metrics-listen") for a in container.get("args", [])):
+        args.append("--metrics-listen=127.0.0.1:0")  # an ephemeral port: runs in parallel
     sa_kubeconfig = service_account_kubeconfig(
         kube, namespace, pod_spec.get("serviceAccountName", "default"), workdir / "kubeconfig"
     )

@@ -1,20 +1,29 @@
 """AdmissionReview v1: decode the envelope, decide, encode the answer.
 
-Only the envelope is validated (and the few pod fields render reads are
-type-checked); the pod is left as plain dicts from ``json.loads``. A malformed
-review raises ``BadReview`` (HTTP 400). ``admit`` is pure given its settings
-and namespace: the webhook adds metrics and timing around it.
+Decoding is in two steps (msgspec, typed): the envelope and the pod's
+annotations first, skipping everything else without building it; the whole
+pod only when injection can happen (our annotations, or a namespace that
+enables it). So a pod the injector does not touch costs one pass over the
+bytes. A malformed review raises ``BadReview`` (HTTP 400) naming the field,
+including JSON nested too deep to decode.
+
+Before rendering, the lists a review walks are capped (``LIMITS``): a pod
+past a cap is denied with a message naming the list, its length and the cap,
+so every step stays linear and bounded. ``admit`` is pure given its settings
+and namespace; the webhook adds metrics and timing around it.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
+from injector.core.annotations import PREFIX
 from injector.core.model import NamespaceInfo, has_ours
 from injector.core.patch import make_patch
 from injector.core.plan import NOT_REQUESTED
@@ -27,9 +36,83 @@ log = logging.getLogger("injector.admission.review")
 API_VERSION = "admission.k8s.io/v1"
 MAX_BODY = 3 * 1024 * 1024  # the apiserver's own request size limit
 FailurePolicy = Literal["Fail", "Ignore"]
+# What one review may hold before it is denied: far above real pods, low
+# enough that every step stays in the milliseconds.
+LIMITS: Mapping[str, int] = {
+    "annotations": 1024,
+    "our annotations": 128,
+    "annotation bytes": 256 * 1024,  # the API server's own total
+    "containers": 256,
+    "initContainers": 256,
+    "volumes": 1024,
+    "volumeMounts": 1024,
+    "ports": 256,
+    "ownerReferences": 64,
+}
+MAX_WARNINGS = 16
+MAX_WARNING_CHARS = 256
 
 
-@dataclass(frozen=True)
+class _Kind(msgspec.Struct):
+    group: str = ""
+    version: str = ""
+    kind: str = ""
+
+
+class _Resource(msgspec.Struct):
+    group: str = ""
+    version: str = ""
+    resource: str = ""
+
+
+class _Metadata(msgspec.Struct):
+    annotations: dict[str, str] | None = None
+    namespace: str | None = None
+
+
+class _ObjectHead(msgspec.Struct):
+    metadata: _Metadata | None = None
+
+
+class _Request(msgspec.Struct, rename="camel"):
+    uid: str = ""
+    kind: _Kind | None = None
+    resource: _Resource | None = None
+    sub_resource: str | None = None
+    operation: str | None = None
+    namespace: str | None = None
+    dry_run: bool | None = None
+    object: Any = None  # decoded as _ObjectHead by the first pass: only the metadata
+
+
+class _Envelope(msgspec.Struct, rename="camel"):
+    kind: Any = None
+    api_version: Any = None
+    request: _Request | None = None
+
+
+class _HeadRequest(_Request, rename="camel"):
+    object: _ObjectHead | None = None
+
+
+class _HeadEnvelope(_Envelope, rename="camel"):
+    request: _HeadRequest | None = None
+
+
+class _PodRequest(msgspec.Struct):
+    object: Any = None
+
+
+class _PodEnvelope(msgspec.Struct):
+    request: _PodRequest | None = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_HeadEnvelope)  # one pass, skipping all but the head
+_POD = msgspec.json.Decoder(_PodEnvelope)  # the second pass, when injection may happen
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass
 class Review:
     uid: str
     kind: str
@@ -38,8 +121,27 @@ class Review:
     sub_resource: str
     operation: str
     namespace: str
-    pod: Mapping[str, Any] | None
     dry_run: bool
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # the review, for the pod (CREATE of a Pod) decoded on demand
+    _pod: Mapping[str, Any] | None = None
+
+    @property
+    def is_pod_create(self) -> bool:
+        return self.body is not None
+
+    def document(self) -> Any:
+        """The pod as sent (plain JSON values): ``BadReview`` if not JSON."""
+        assert self.body is not None
+        envelope: _PodEnvelope = _decode(_POD, self.body, "request body")
+        return envelope.request.object if envelope.request is not None else None
+
+    @property
+    def pod(self) -> Mapping[str, Any] | None:
+        """The whole pod, decoded and type-checked once (``BadReview`` if malformed)."""
+        if self._pod is None and self.body is not None:
+            self._pod = _check_pod(self.document())
+        return self._pod
 
 
 @dataclass(frozen=True)
@@ -53,74 +155,118 @@ class Outcome:
     code: int | None = None
     roles: tuple[str, ...] = ()
     skip_reason: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    stage: str | None = None  # where an internal error happened
 
     def to_json(self) -> bytes:
         response: dict[str, Any] = {"uid": self.uid, "allowed": self.allowed}
         if self.patch:
             response["patchType"] = "JSONPatch"
-            response["patch"] = base64.b64encode(
-                json.dumps(self.patch, separators=(",", ":")).encode()
-            ).decode()
+            response["patch"] = base64.b64encode(_ENCODER.encode(self.patch)).decode()
         if self.warnings:
-            response["warnings"] = list(self.warnings)
+            response["warnings"] = capped_warnings(self.warnings)
         if self.message is not None:
             response["status"] = {"code": self.code or 403, "message": self.message}
         review = {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
-        return json.dumps(review, separators=(",", ":")).encode()
+        return _ENCODER.encode(review)
+
+
+def capped_warnings(warnings: tuple[str, ...]) -> list[str]:
+    """At most ``MAX_WARNINGS`` warnings of at most ``MAX_WARNING_CHARS`` each
+    (the API server keeps 4 KiB of warnings in all)."""
+    shown = [
+        w if len(w) <= MAX_WARNING_CHARS else w[: MAX_WARNING_CHARS - 3] + "..."
+        for w in warnings[:MAX_WARNINGS]
+    ]
+    if len(warnings) > MAX_WARNINGS:
+        shown[-1] = f"{len(warnings) - MAX_WARNINGS + 1} more warnings not shown"
+    return shown
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], data: bytes, where: str) -> Any:
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        message, _, path = text.partition(" - at `$")
+        location = path.rstrip("`").lstrip(".")
+        if not location:
+            problem = f"{where} is not a JSON object ({message}); send an AdmissionReview"
+        else:
+            problem = f"{location}: {message}"
+        raise BadReview(problem) from None
+    except msgspec.DecodeError as exc:
+        raise BadReview(f"{where} is not JSON: {exc}; send an AdmissionReview") from None
+    except RecursionError:
+        raise BadReview(f"{where}: JSON nested too deep; send an AdmissionReview") from None
 
 
 def parse_review(body: bytes) -> Review:
     if len(body) > MAX_BODY:
         raise BadReview(f"request body is {len(body)} bytes; at most {MAX_BODY} are accepted")
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadReview(f"request body is not JSON: {exc}; send an AdmissionReview") from None
-    if not isinstance(document, dict):
-        raise BadReview("request body is not a JSON object; send an AdmissionReview")
-    if document.get("kind") != "AdmissionReview" or document.get("apiVersion") != API_VERSION:
+    envelope: _Envelope = _decode(_ENVELOPE, body, "request body")
+    if envelope.kind != "AdmissionReview" or envelope.api_version != API_VERSION:
         raise BadReview(
             f"expected kind AdmissionReview, apiVersion {API_VERSION}; got kind "
-            f"{_short(document.get('kind'))}, apiVersion {_short(document.get('apiVersion'))}"
+            f"{_short(envelope.kind)}, apiVersion {_short(envelope.api_version)}"
         )
-    request = document.get("request")
-    if not isinstance(request, dict):
+    request = envelope.request
+    if request is None:
         raise BadReview("AdmissionReview has no request object")
-    uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
+    if not request.uid:
         raise BadReview("AdmissionReview request.uid is missing or not a string")
-    kind = _dict(request, "kind")
-    resource = _dict(request, "resource")
-    operation = request.get("operation")
-    if not isinstance(operation, str):
+    if request.kind is None or request.resource is None:
+        raise BadReview("AdmissionReview request.kind/resource is missing or not an object")
+    if request.operation is None:
         raise BadReview("AdmissionReview request.operation is missing or not a string")
-    namespace = request.get("namespace") or ""
-    dry_run = request.get("dryRun", False)
-    if not isinstance(namespace, str) or not isinstance(dry_run, bool):
-        raise BadReview("AdmissionReview request.namespace/dryRun have the wrong type")
-    sub_resource = request.get("subResource") or ""
-    obj = request.get("object")
-    is_pod = kind.get("kind") == "Pod" and kind.get("group", "") == "" and not sub_resource
-    pod: Mapping[str, Any] | None = None
-    if is_pod and operation == "CREATE":
-        try:
-            pod = check_pod(obj, "request.object")  # the shape inject checks too
-        except NotAPod as exc:
-            raise BadReview(str(exc)) from None
-        if not namespace:
-            namespace = _namespace_of(pod)
-    return Review(
-        uid=uid,
-        kind=str(kind.get("kind", "")),
-        group=str(kind.get("group", "")),
-        resource=str(resource.get("resource", "")),
-        sub_resource=str(sub_resource),
-        operation=operation,
-        namespace=namespace,
-        pod=pod,
-        dry_run=dry_run,
+    kind, sub_resource = request.kind, request.sub_resource or ""
+    is_pod = kind.kind == "Pod" and kind.group == "" and not sub_resource
+    review = Review(
+        uid=request.uid,
+        kind=kind.kind,
+        group=kind.group,
+        resource=request.resource.resource,
+        sub_resource=sub_resource,
+        operation=request.operation,
+        namespace=request.namespace or "",
+        dry_run=bool(request.dry_run),
     )
+    if is_pod and request.operation == "CREATE":
+        if request.object is None:
+            raise BadReview("AdmissionReview request.object is not a Pod object")
+        metadata = request.object.metadata or _Metadata()
+        review.body = body
+        review.annotations = metadata.annotations or {}
+        if not review.namespace:
+            review.namespace = metadata.namespace or "default"
+    return review
+
+
+def check_limits(pod: Mapping[str, Any], annotations: Mapping[str, str]) -> None:
+    """Deny a pod past ``LIMITS``, naming each list, its length and the cap.
+    Only lengths are read here (a list of the wrong type counts as empty; the
+    type check comes next), so this is cheap whatever the pod holds."""
+    counts = {
+        "annotations": len(annotations),
+        "our annotations": sum(1 for key in annotations if key.startswith(PREFIX)),
+        "annotation bytes": sum(len(k) + len(v) for k, v in annotations.items()),
+    }
+    spec, metadata = _mapping(pod.get("spec")), _mapping(pod.get("metadata"))
+    counts["ownerReferences"] = len(_list(metadata.get("ownerReferences")))
+    containers: list[Any] = []
+    for key in ("containers", "initContainers", "volumes"):
+        items = _list(spec.get(key))
+        counts[key] = len(items)
+        if key != "volumes":
+            containers += items[: LIMITS[key]]
+    for sub in ("volumeMounts", "ports"):
+        counts[sub] = max((len(_list(_mapping(c).get(sub))) for c in containers), default=0)
+    over = [f"{count} {what}" for what, count in counts.items() if count > LIMITS[what]]
+    if over:
+        limits = ", ".join(f"{what} {LIMITS[what]}" for what in LIMITS)
+        raise InjectionDenied(
+            f"the pod has {', '.join(over)} (per container for mounts and ports): more than "
+            f'the injector handles ({limits}); trim them, or set {PREFIX}inject: "false"'
+        )
 
 
 def admit(
@@ -129,44 +275,76 @@ def admit(
     namespace: NamespaceInfo,
     failure_policy: FailurePolicy = "Fail",
 ) -> Outcome:
-    """The answer to one review. Never raises for a parsed review."""
-    if review.pod is None:
+    """The answer to one review. Raises ``BadReview`` only when a pod that may
+    be injected turns out malformed; every other failure is an ``Outcome``."""
+    if not review.is_pod_create:
         return Outcome(review.uid, True, "ignored")
-    pod = review.pod
-    annotations = pod.get("metadata", {}).get("annotations") or {}
-    if not has_ours(annotations) and namespace.injection_default()[0] is None:
+    if not has_ours(review.annotations) and namespace.injection_default()[0] is None:
         return Outcome(review.uid, True, "skipped", skip_reason=NOT_REQUESTED)
+    document = review.document()
+    try:
+        check_limits(_mapping(document), review.annotations)
+    except InjectionDenied as exc:
+        return Outcome(review.uid, False, "denied", message=str(exc), code=403)
+    pod = review._pod = _check_pod(document)
+    stage = "render"
     try:
         result = render(pod, namespace, settings)
+        if result.skip is not None:
+            return Outcome(
+                review.uid,
+                True,
+                "skipped",
+                warnings=result.warnings,
+                skip_reason=result.skip.reason,
+            )
+        stage = "patch"
+        patch = make_patch(pod, result.pod)
     except InjectionDenied as exc:
         return Outcome(
             review.uid, False, "denied", message=str(exc), code=403, warnings=exc.warnings
         )
     except Exception as exc:  # an injector bug: decided by the failure policy
-        log.exception("rendering failed for review %s", review.uid)
-        what = f"sidecar-injector internal error ({type(exc).__name__})"
-        if failure_policy == "Ignore":
-            return Outcome(
-                review.uid,
-                True,
-                "error",
-                warnings=(f"{what}; the pod was admitted without sidecars",),
-            )
+        return failed(review.uid, exc, stage, failure_policy)
+    return Outcome(
+        review.uid, True, "injected", patch=patch, warnings=result.warnings, roles=result.roles
+    )
+
+
+def failed(uid: str, exc: BaseException, stage: str, policy: FailurePolicy) -> Outcome:
+    """An injector failure answered under the failure policy, logged once
+    with its traceback but without the pod (only the review's uid)."""
+    log.error(
+        "review %s: %s failed (%s); answered under failurePolicy %s",
+        uid,
+        stage,
+        type(exc).__name__,
+        policy,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    if stage == "settings":
+        what = f"sidecar-injector cannot read its settings ({type(exc).__name__})"
+    else:
+        what = f"sidecar-injector internal error ({type(exc).__name__}) in {stage}"
+    if policy == "Ignore":
         return Outcome(
-            review.uid, False, "error", message=f"{what}; see the injector's logs", code=500
-        )
-    if result.skip is not None:
-        return Outcome(
-            review.uid, True, "skipped", warnings=result.warnings, skip_reason=result.skip.reason
+            uid,
+            True,
+            "error",
+            warnings=(f"{what}; the pod was admitted without sidecars",),
+            stage=stage,
         )
     return Outcome(
-        review.uid,
-        True,
-        "injected",
-        patch=make_patch(pod, result.pod),
-        warnings=result.warnings,
-        roles=result.roles,
+        uid, False, "error", message=f"{what}; see the injector's logs", code=500, stage=stage
     )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _short(value: Any) -> str:
@@ -174,13 +352,8 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _dict(request: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = request.get(key)
-    if not isinstance(value, dict):
-        raise BadReview(f"AdmissionReview request.{key} is missing or not an object")
-    return value
-
-
-def _namespace_of(pod: Mapping[str, Any]) -> str:
-    value = pod.get("metadata", {}).get("namespace")
-    return value if isinstance(value, str) and value else "default"
+def _check_pod(document: Any) -> Mapping[str, Any]:
+    try:
+        return check_pod(document, "request.object")  # the shape inject checks too
+    except NotAPod as exc:
+        raise BadReview(str(exc)) from None

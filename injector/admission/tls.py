@@ -1,6 +1,6 @@
 """The webhook's TLS server context, reloaded in place when the certificate changes.
 
-One ``ssl.SSLContext`` is given to uvicorn once; ``ServingTLS.load`` calls
+One ``ssl.SSLContext`` is given to the server once; ``ServingTLS.load`` calls
 ``load_cert_chain`` on that same live context. A TLS connection copies the
 certificate and key from the context when its handshake starts, so connections
 already open keep the old certificate until they close and every new handshake
@@ -68,6 +68,7 @@ class ServingTLS:
     def __init__(self, context: ssl.SSLContext | None = None) -> None:
         self.context = context if context is not None else new_server_context()
         self.current: KeyPair | None = None
+        self.listeners: list[Callable[[Any], None]] = []  # told ("tls", cert, key) on a change
 
     def load(self, pair: KeyPair) -> bool:
         """Serve ``pair`` from the next handshake on; False if it is already served.
@@ -84,6 +85,8 @@ class ServingTLS:
             new_server_context().load_cert_chain(path)
             self.context.load_cert_chain(path)
         self.current = pair
+        for listener in self.listeners:
+            listener(("tls", pair.cert_pem, pair.key_pem))
         return True
 
     def load_files(self, certfile: str, keyfile: str) -> None:

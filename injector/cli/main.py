@@ -9,9 +9,7 @@ denied, 2: bad usage or configuration), never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -79,6 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
         default="info",
         choices=("debug", "info", "warning"),
         help="Log at this level and above [info].",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="Serve with this many processes, one per core; 0: one per core the process may "
+        "use (its CPU affinity and cgroup CPU limit) [0].",
+    )
+    serve.add_argument(
+        "--metrics-listen",
+        help="Also serve /metrics over plain HTTP on this HOST:PORT (its own port, so a "
+        "NetworkPolicy can open it to monitoring and nothing else) [none].",
+    )
+    serve.add_argument(
+        "--offload-above",
+        type=int,
+        default=256 * 1024,
+        metavar="BYTES",
+        help="Review a pod larger than this in the supervisor process, off the workers' "
+        "event loops [262144].",
     )
     config_options(serve, offline=False)
     operator_options(serve)
@@ -265,23 +283,28 @@ def text_reference() -> str:
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from injector.admission.serve import (  # noqa: PLC0415 (inject/explain never load uvicorn)
+    from injector.admission.serve import (  # noqa: PLC0415 (inject/explain never load the server)
         OperatorHook,
         bind,
         build_context,
+        run,
         self_signed,
-        serve,
         url,
         write_ca,
     )
+    from injector.admission.workers import available_cores  # noqa: PLC0415
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         host, port = parse_address(args.listen)
+        metrics_address = parse_address(args.metrics_listen) if args.metrics_listen else None
     except ValueError as exc:
-        raise ConfigError(f"--listen: {exc}") from None
+        raise ConfigError(f"--listen/--metrics-listen: {exc}") from None
+    if args.workers < 0:
+        raise ConfigError(f"--workers: {args.workers} is not 0 (one per core) or more")
+    workers = args.workers or available_cores()
     operator: OperatorHook | None = None
     if args.operator:
         from injector.operator.controller import hook  # noqa: PLC0415 (kopf only with --operator)
@@ -292,7 +315,9 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("--tls-cert and --tls-key go together; give both or neither")
     sock = bind(host, port)  # port 0: an ephemeral port, printed below
     port = int(sock.getsockname()[1])
-    ctx = build_context(settings, host, port, failure_policy=args.failure_policy)
+    metrics_sock = bind(*metrics_address) if metrics_address else None
+    ctx = build_context(settings, host, port, failure_policy=args.failure_policy, processes=workers)
+    ctx.offload_above = args.offload_above
     if args.tls_cert:
         try:
             ctx.tls.load_files(str(args.tls_cert), str(args.tls_key))
@@ -304,11 +329,18 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         ca_out = args.ca_out or Path(tempfile.gettempdir()) / "sidecar-injector-ca.crt"
         write_ca(ca_out, ca)
         print(f"sidecar-injector: self-signed CA written to {ca_out}", file=sys.stderr)
-    print(f"sidecar-injector: serving {url(host, port)}/mutate", file=sys.stderr, flush=True)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: make that a clean exit 0.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    asyncio.run(serve(ctx, operator, sock))
-    return 0
+    if metrics_sock is not None and metrics_address is not None:
+        metrics_port = metrics_sock.getsockname()[1]
+        print(
+            f"sidecar-injector: metrics on http://{metrics_address[0]}:{metrics_port}/metrics",
+            file=sys.stderr,
+        )
+    print(
+        f"sidecar-injector: serving {url(host, port)}/mutate ({workers} workers)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return run(ctx, sock, workers=workers, operator=operator, metrics_sock=metrics_sock)
 
 
 if __name__ == "__main__":

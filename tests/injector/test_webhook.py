@@ -1,5 +1,6 @@
-"""The FastAPI app in-process: envelope handling, fast path, metrics, readiness,
-failure policy. (Over real TLS: test_http_tls.py.)"""
+"""The webhook's routes on the real HTTP server in-process: envelope handling,
+fast path, metrics, readiness, failure policy. (Over real TLS and worker
+processes: test_http_tls.py.)"""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from injector.admission import review as review_module
 from injector.admission.metrics import Metrics
-from injector.admission.webhook import create_app
+from injector.admission.webhook import Webhook
 from injector.core.model import NamespaceInfo
 from injector.core.settings import Settings
 from tests.golden_tool import BASE_SETTINGS
 from tests.injector.reviews import patched, review
+from tests.injector.served import Served
 
 SETTINGS = Settings.from_spec(BASE_SETTINGS)
 P = "sidecar.example.io/"
@@ -41,13 +42,12 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-def client(metrics: Metrics) -> Iterator[TestClient]:
-    app = create_app(lambda: SETTINGS, metrics=metrics)
-    with TestClient(app, raise_server_exceptions=False) as c:
+def client(metrics: Metrics) -> Iterator[Served]:
+    with Served(Webhook(lambda: SETTINGS, metrics=metrics)) as c:
         yield c
 
 
-def mutate(client: TestClient, body: Any) -> dict[str, Any]:
+def mutate(client: Served, body: Any) -> dict[str, Any]:
     response = client.post("/mutate", json=body)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()
@@ -56,7 +56,7 @@ def mutate(client: TestClient, body: Any) -> dict[str, Any]:
     return data["response"]  # type: ignore[no-any-return]
 
 
-def test_injects_and_echoes_uid(client: TestClient) -> None:
+def test_injects_and_echoes_uid(client: Served) -> None:
     obj = pod({P + "inject": "true", P + "proxy-upstream": "http://x:80"})
     answer = mutate(client, review(obj, uid="abc-123"))
     assert answer["uid"] == "abc-123"
@@ -65,13 +65,13 @@ def test_injects_and_echoes_uid(client: TestClient) -> None:
     assert result["spec"]["initContainers"][0]["name"] == "sidecar-proxy"
 
 
-def test_plain_pod_fast_path_has_no_patch(client: TestClient, metrics: Metrics) -> None:
+def test_plain_pod_fast_path_has_no_patch(client: Served, metrics: Metrics) -> None:
     answer = mutate(client, review(pod()))
     assert answer == {"uid": answer["uid"], "allowed": True}
-    assert metrics.skips.labels("not-requested")._value.get() == 1
+    assert metrics.get("sidecar_injector_skips_total", "not-requested") == 1
 
 
-def test_dry_run_gets_the_same_answer(client: TestClient) -> None:
+def test_dry_run_gets_the_same_answer(client: Served) -> None:
     obj = pod({P + "inject": "true", P + "proxy-upstream": "http://x:80"})
     wet = mutate(client, review(obj, uid="u"))
     dry = mutate(client, review(obj, uid="u", dry_run=True))
@@ -82,7 +82,7 @@ def test_dry_run_gets_the_same_answer(client: TestClient) -> None:
     ("operation", "kind"), [("UPDATE", "Pod"), ("DELETE", "Pod"), ("CREATE", "Deployment")]
 )
 def test_other_operations_and_kinds_pass_unchanged(
-    client: TestClient, operation: str, kind: str
+    client: Served, operation: str, kind: str
 ) -> None:
     obj = pod({P + "inject": "true"})
     answer = mutate(client, review(obj, operation=operation, kind=kind))
@@ -90,17 +90,17 @@ def test_other_operations_and_kinds_pass_unchanged(
     assert "patch" not in answer
 
 
-def test_invalid_annotation_is_denied_with_message(client: TestClient, metrics: Metrics) -> None:
+def test_invalid_annotation_is_denied_with_message(client: Served, metrics: Metrics) -> None:
     answer = mutate(client, review(pod({P + "inject": "true", P + "proxy-timeout": "soon"})))
     assert answer["allowed"] is False
     assert answer["status"]["code"] == 403
     assert "proxy-timeout" in answer["status"]["message"]
     assert "'soon'" in answer["status"]["message"]
     assert "duration" in answer["status"]["message"]
-    assert metrics.denials._value.get() == 1
+    assert metrics.get("sidecar_injector_denials_total") == 1
 
 
-def test_unknown_annotation_is_a_warning(client: TestClient) -> None:
+def test_unknown_annotation_is_a_warning(client: Served) -> None:
     obj = pod({P + "inject": "true", P + "proxy-upstrem": "http://x:80"})
     answer = mutate(client, review(obj))
     assert answer["allowed"] is True
@@ -120,32 +120,32 @@ def test_unknown_annotation_is_a_warning(client: TestClient) -> None:
         ),
     ],
 )
-def test_malformed_reviews_get_400(client: TestClient, body: bytes, fragment: str) -> None:
+def test_malformed_reviews_get_400(client: Served, body: bytes, fragment: str) -> None:
     response = client.post("/mutate", content=body)
     assert response.status_code == 400
     assert fragment in response.json()["message"]
 
 
-def test_malformed_pod_gets_400(client: TestClient) -> None:
+def test_malformed_pod_gets_400(client: Served) -> None:
     body = review({"metadata": {"annotations": {"a": 1}}, "spec": {"containers": []}})
     response = client.post("/mutate", json=body)
     assert response.status_code == 400
     assert "annotations" in response.json()["message"]
 
 
-def test_oversized_body_gets_413(client: TestClient) -> None:
+def test_oversized_body_gets_413(client: Served) -> None:
     response = client.post("/mutate", content=b" " * (review_module.MAX_BODY + 1))
     assert response.status_code == 413
 
 
 def test_health_readiness_and_metrics(metrics: Metrics) -> None:
     state = {"ready": False}
-    app = create_app(
+    app = Webhook(
         lambda: SETTINGS,
         metrics=metrics,
         readiness=lambda: (state["ready"], "profiles not loaded"),
     )
-    with TestClient(app) as c:
+    with Served(app) as c:
         assert c.get("/healthz").status_code == 200
         not_ready = c.get("/readyz")
         assert not_ready.status_code == 503
@@ -161,12 +161,12 @@ def test_health_readiness_and_metrics(metrics: Metrics) -> None:
 
 def test_namespace_label_from_the_lookup(metrics: Metrics) -> None:
     labels = {"shop": {P + "injection": "enabled"}}
-    app = create_app(
+    app = Webhook(
         lambda: SETTINGS,
         metrics=metrics,
         namespaces=lambda name: NamespaceInfo(name, labels.get(name, {})),
     )
-    with TestClient(app) as c:
+    with Served(app) as c:
         enabled = mutate(c, review(pod(), namespace="shop"))
         other = mutate(c, review(pod(), namespace="default"))
     assert "patch" in enabled
@@ -181,8 +181,8 @@ def test_internal_error_follows_the_failure_policy(
         raise RuntimeError("bug")
 
     monkeypatch.setattr(review_module, "render", broken)
-    app = create_app(lambda: SETTINGS, failure_policy=policy)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    app = Webhook(lambda: SETTINGS, failure_policy=policy)
+    with Served(app) as c:
         answer = mutate(c, review(pod({P + "inject": "true"})))
     assert answer["allowed"] is allowed
     assert "patch" not in answer
@@ -197,8 +197,8 @@ def test_settings_provider_failure_is_not_a_500() -> None:
     def no_settings() -> Settings:
         raise RuntimeError("store gone")
 
-    app = create_app(no_settings)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    app = Webhook(no_settings)
+    with Served(app) as c:
         answer = mutate(c, review(pod({P + "inject": "true"})))
     assert answer["allowed"] is False
     assert "cannot read its settings" in answer["status"]["message"]
@@ -206,9 +206,9 @@ def test_settings_provider_failure_is_not_a_500() -> None:
 
 def test_settings_are_read_per_review() -> None:
     current = {"settings": SETTINGS}
-    app = create_app(lambda: current["settings"])
+    app = Webhook(lambda: current["settings"])
     obj = pod({P + "inject": "true", P + "proxy-upstream": "http://x:80"})
-    with TestClient(app) as c:
+    with Served(app) as c:
         native = patched(obj, mutate(c, review(obj)))
         current["settings"] = SETTINGS.replace(cluster_version=(1, 28))
         classic = patched(obj, mutate(c, review(obj)))
