@@ -6,7 +6,9 @@ one array write, with no lock and no allocation. With several worker
 processes the array lives in an anonymous shared mapping made before they
 fork: each process adds to its own row (``use_row``) and ``render`` sums
 the rows, so any process answers ``/metrics`` for all of them. No globals:
-several instances in one process (tests) do not collide.
+several instances in one process (tests) do not collide. Collectors
+registered in ``registry`` (the operator's, in the supervisor process) are
+rendered after the counters by that process: on ``--metrics-listen``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import mmap
 from bisect import bisect_left
 from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, generate_latest
 
 from injector.core import plan
 from injector.core.annotations import ROLES
@@ -80,6 +84,9 @@ class Metrics:
         self.memory = mmap.mmap(-1, 8 * self.width * processes)
         self.slots = memoryview(self.memory).cast("d")
         self.base = 0
+        # Collectors of the supervisor process (the operator's, the mesh's): shown
+        # with the counters by whoever renders in that process (--metrics-listen).
+        self.registry = CollectorRegistry()
 
     def use_row(self, row: int) -> None:
         """This process counts in row ``row`` (a worker's number) from now on."""
@@ -116,7 +123,7 @@ class Metrics:
                 series = f'{name}{{{label}="{value}"}}' if label else name
                 lines.append(f"{series} {total!r}")
         lines += self._histogram()
-        return ("\n".join(lines) + "\n").encode()
+        return ("\n".join(lines) + "\n").encode() + generate_latest(self.registry)
 
     def _histogram(self) -> Iterable[str]:
         counts = [self._total(self.bucket_base + i) for i in range(len(LATENCY_BUCKETS) + 1)]

@@ -130,7 +130,11 @@ class Webhook:
             log.error("reading a review failed (%s)", type(exc).__name__, exc_info=True)
             self.metrics.add("sidecar_injector_internal_errors_total", "decode")
             return self._bad(f"the review could not be read ({type(exc).__name__})")
-        if self._offloaded(review):
+        offloaded = self._offloaded(review)
+        if log.isEnabledFor(logging.DEBUG):
+            where = "the supervisor" if offloaded else "this worker"
+            log.debug("review %s: %d bytes, reviewed by %s", review.uid, len(body), where)
+        if offloaded:
             return self._elsewhere(review, body, started)
         return self.answer(review, started)
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 
-from injector.admission.webhook import create_app
+from injector.admission.webhook import Webhook
 from injector.cli.main import main
 from injector.core.model import NamespaceInfo
 from injector.core.settings import Settings
 from tests.injector.reviews import patched, review
+from tests.injector.served import Served
 
 P = "sidecar.example.io/"
 ALL_ROLES = {
@@ -167,14 +167,16 @@ def test_inject_and_the_webhook_agree(
     manifest, sites = CASES[name]
     settings = Settings.from_spec({**SPEC, "clusterVersion": version})
     labels = {**LABELS}
-    client = TestClient(
-        create_app(lambda: settings, namespaces=lambda n: NamespaceInfo(n, labels.get(n, {})))
-    )
+    webhook = Webhook(lambda: settings, namespaces=lambda n: NamespaceInfo(n, labels.get(n, {})))
     code, injected, err = run_inject(manifest, version, tmp_path, capsys)
     assert code == 0, err
-    for path, owner_path, api, kind in sites:
+    with Served(webhook) as client:
+        answers = [
+            client.post("/mutate", json=review(pod, namespace=pod["metadata"]["namespace"]))
+            for pod in (controller_pod(manifest, *site) for site in sites)
+        ]
+    for (path, owner_path, api, kind), answer in zip(sites, answers, strict=True):
         pod = controller_pod(manifest, path, owner_path, api, kind)
-        answer = client.post("/mutate", json=review(pod, namespace=pod["metadata"]["namespace"]))
         response = answer.json()["response"]
         assert response["allowed"], response
         from_webhook = patched(pod, response)
@@ -194,11 +196,11 @@ def test_a_denial_is_the_same_denial(
     code, _, err = run_inject(manifest, "1.30", tmp_path, capsys)
     assert code == 1
     settings = Settings.from_spec({**SPEC, "clusterVersion": "1.30"})
-    client = TestClient(create_app(lambda: settings))
     path = (
         ("spec", "jobTemplate", "spec", "template") if kind == "CronJob" else ("spec", "template")
     )
     pod = controller_pod(manifest, path, (), "batch/v1", "Job")
-    response = client.post("/mutate", json=review(pod, namespace="shop")).json()["response"]
+    with Served(Webhook(lambda: settings)) as client:
+        response = client.post("/mutate", json=review(pod, namespace="shop")).json()["response"]
     assert response["allowed"] is False
     assert f"error: {kind}/bad: {response['status']['message']}" in err

@@ -1,13 +1,13 @@
 """A huge pod never holds other reviews: shown by order, not by timing.
 
 ``sidecar-injector serve --workers 1`` (one event loop for every review) gets
-a pod with 40,000 volumes (1.4 MB, ``inject: "true"``) and, once all of it is
-sent, a normal pod on another connection. The normal review must be answered
-first: the huge one is reviewed in the supervisor process, off the worker's
-event loop, and denied for its volumes. With offloading switched off
-(``--offload-above`` beyond the body) the same run answers in arrival order,
-which shows the test can fail. How long each takes is measured by
-``make bench``, not asserted here.
+a pod with 40,000 volumes (1.4 MB, ``inject: "true"``) and, once the worker
+logs that it has the whole review (``--log-level debug``), a normal pod on
+another connection. The normal review must be answered first: the huge one is
+reviewed in the supervisor process, off the worker's event loop, and denied
+for its volumes. With offloading switched off (``--offload-above`` beyond the
+body) the same run answers the huge one first, which shows the test can
+fail. How long each takes is measured by ``make bench``, not asserted here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pytest
 from tests.golden_tool import BASE_SETTINGS
 from tests.injector.reviews import review
 from tests.injector.server import InjectorServer
+from tests.support import wait_for
 
 P = "sidecar.example.io/"
 
@@ -56,6 +57,11 @@ def race(server: InjectorServer) -> list[tuple[str, dict[str, Any]]]:
         with httpx.Client(verify=context, timeout=30) as client:
             client.get(server.url + "/healthz")  # connected before the race
             assert sent.wait(30)
+            wait_for(
+                lambda: "review huge: " in server.output(),
+                timeout=30,
+                what="the worker to have the huge review",
+            )
             answer = client.post(server.url + "/mutate", content=normal)
         with lock:
             done.append(("normal", answer.json()["response"]))
@@ -104,7 +110,14 @@ def test_a_huge_pod_does_not_hold_a_normal_review(
     workdir: Path, offload_above: int, first: str
 ) -> None:
     server = InjectorServer(
-        workdir, BASE_SETTINGS, "--workers", "1", "--offload-above", str(offload_above)
+        workdir,
+        BASE_SETTINGS,
+        "--workers",
+        "1",
+        "--offload-above",
+        str(offload_above),
+        "--log-level",
+        "debug",
     ).start()
     try:
         started = time.monotonic()
