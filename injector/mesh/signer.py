@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
+import secrets
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -156,8 +157,10 @@ def new_root(
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, ROOT_ORGANIZATION),
+            # Unique per root: leaves name their issuer, and two roots made within one
+            # second must not share a subject (path building would try the wrong one).
             x509.NameAttribute(
-                NameOID.COMMON_NAME, f"{trust_domain} root {at:%Y-%m-%dT%H:%M:%SZ}"[:64]
+                NameOID.COMMON_NAME, f"{trust_domain} root {at:%Y%m%d} {secrets.token_hex(6)}"[:64]
             ),
         ]
     )

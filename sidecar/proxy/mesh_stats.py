@@ -63,8 +63,8 @@ def _samples(stats: dict[str, int]) -> dict[str, list[tuple[dict[str, str], int]
             ),
             (
                 {"mode": "dry-run"},
-                get("http.inbound.rbac.allow_from_shadow_denied", 0)
-                + get(f"http.{PLAINTEXT_PREFIX}.rbac.allow_from_shadow_denied", 0),
+                get("http.inbound.rbac.shadow_denied", 0)
+                + get(f"http.{PLAINTEXT_PREFIX}.rbac.shadow_denied", 0),
             ),
         ],
     }

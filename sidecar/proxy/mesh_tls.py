@@ -127,7 +127,6 @@ def _http_rbac(mesh: MeshSettings) -> dict[str, Any]:
     config: dict[str, Any] = {"@type": HTTP_RBAC}
     if mesh.allow_from_mode == "dry-run":
         config["shadow_rules"] = _rbac_rules(mesh)
-        config["shadow_rules_stat_prefix"] = "allow_from_"
     else:
         config["rules"] = _rbac_rules(mesh)
     return {"name": "envoy.filters.http.rbac", "typed_config": config}
@@ -182,7 +181,8 @@ def _rbac_result(engine: str) -> dict[str, Any]:
                 "filter": "envoy.filters.http.rbac",
                 "path": [{"key": f"{engine}_engine_result"}],
                 "value": {"string_match": {"exact": "denied"}},
-            }
+            },
+            "match_if_key_not_found": False,
         }
     }
 
@@ -192,15 +192,23 @@ def _local_replies(mesh: MeshSettings) -> dict[str, Any]:
         f"sidecar mesh: {mesh.identity.uri} refused the caller '%DOWNSTREAM_PEER_URI_SAN%' "
         f"(empty: no mesh identity): it is not in {ALLOW_FROM_KEY} ({_allow_text(mesh)})\n"
     )
-    return {
-        "mappers": [
-            {
-                "filter": _rbac_result("enforced"),
-                "body": {"inline_string": body},
-                "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%"},
+    # Only the RBAC filter answers 403 itself on this chain (a local reply; the
+    # app's own 403s are not local replies). The RBAC metadata is not set yet
+    # when mappers run, so they match on the status.
+    denied = {
+        "status_code_filter": {
+            "comparison": {
+                "op": "EQ",
+                "value": {"default_value": 403, "runtime_key": "mesh_rbac_status"},
             }
-        ]
+        }
     }
+    return {"mappers": [_reply(denied, body)]}
+
+
+def _reply(log_filter: dict[str, Any], text: str) -> dict[str, Any]:
+    """A local reply mapper whose body is ``text`` with Envoy's %OPERATORS% filled in."""
+    return {"filter": log_filter, "body_format_override": {"text_format": text.replace("%%", "%")}}
 
 
 def _customise(
@@ -369,15 +377,7 @@ def secure_outbound(cluster: dict[str, Any], listener: dict[str, Any], mesh: Mes
         f"sidecar mesh: cannot reach {peer.uri} at %UPSTREAM_HOST% over mTLS "
         f"(%UPSTREAM_TRANSPORT_FAILURE_REASON%); {_outbound_fix(peer)}\n"
     )
-    config["local_reply_config"] = {
-        "mappers": [
-            {
-                "filter": {"response_flag_filter": {"flags": ["UF"]}},
-                "body": {"inline_string": body},
-                "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%"},
-            }
-        ]
-    }
+    config["local_reply_config"] = {"mappers": [_reply(failed, body)]}
 
 
 def _outbound_fix(peer: SpiffeId) -> str:
