@@ -25,12 +25,20 @@ BOOL_HELP = '"true" or "false"'
 ADDRESS_HELP = "HOST:PORT such as 0.0.0.0:15020, 127.0.0.1:15020 or [::]:15020"
 
 
+MAX_DURATION = 10 * 365 * 86400.0  # ten years: any longer is a typo (and 1e310 is inf)
+
+
 def parse_duration(text: str) -> float:
-    """``"1m30s"`` -> ``90.0`` seconds. Zero is allowed; negatives are not."""
+    """``"1m30s"`` -> ``90.0`` seconds. Zero is allowed; negatives are not; at
+    most ``MAX_DURATION`` (a 310-digit number is refused, not turned into inf)."""
     value = text.strip()
     if not _DURATION.match(value):
         raise ValueError(f"{text!r} is not {DURATION_HELP}")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
+    if not seconds <= MAX_DURATION:  # also catches inf
+        raise ValueError(f"{_short(text)} is longer than 87600h; expected {DURATION_HELP}")
+    return seconds
+
 
 
 def format_duration(seconds: float) -> str:
@@ -55,8 +63,9 @@ class Rate:
 
 def parse_rate(text: str) -> Rate:
     match = _RATE.match(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not {RATE_HELP} (at least 1 request)")
+    if not match or not 1 <= int(match.group(1)) <= 2**32 - 1:  # Envoy's token bucket: uint32
+        limits = "at least 1 request, at most 4294967295"
+        raise ValueError(f"{_short(text)} is not {RATE_HELP} ({limits})")
     return Rate(int(match.group(1)), _UNIT_SECONDS[match.group(2)])
 
 
@@ -89,8 +98,8 @@ def parse_bool(text: str) -> bool:
 
 def parse_positive_int(text: str, *, maximum: int = 2**31 - 1) -> int:
     value = text.strip()
-    if not value.isdigit() or not 0 <= int(value) <= maximum:
-        raise ValueError(f"{text!r} is not a whole number from 0 to {maximum}")
+    if not value.isdigit() or len(value) > 19 or not 0 <= int(value) <= maximum:
+        raise ValueError(f"{_short(text)} is not a whole number from 0 to {maximum}")
     return int(value)
 
 

@@ -51,6 +51,7 @@ LIMITS: Mapping[str, int] = {
 }
 MAX_WARNINGS = 16
 MAX_WARNING_CHARS = 256
+MAX_MESSAGE_CHARS = 2048  # a denial quoting a 256 KiB annotation stays readable
 
 
 class _Kind(msgspec.Struct):
@@ -165,7 +166,7 @@ class Outcome:
         if self.warnings:
             response["warnings"] = capped_warnings(self.warnings)
         if self.message is not None:
-            response["status"] = {"code": self.code or 403, "message": self.message}
+            response["status"] = {"code": self.code or 403, "message": _capped(self.message)}
         review = {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
         return _ENCODER.encode(review)
 
@@ -180,6 +181,13 @@ def capped_warnings(warnings: tuple[str, ...]) -> list[str]:
     if len(warnings) > MAX_WARNINGS:
         shown[-1] = f"{len(warnings) - MAX_WARNINGS + 1} more warnings not shown"
     return shown
+
+
+def _capped(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    rest = len(message) - MAX_MESSAGE_CHARS
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({rest} more characters)"
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], data: bytes, where: str) -> Any:
