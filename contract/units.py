@@ -40,7 +40,6 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-
 def format_duration(seconds: float) -> str:
     """The canonical spelling the injector renders: whole ms or s."""
     millis = round(seconds * 1000)
