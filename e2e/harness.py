@@ -20,7 +20,6 @@ import base64
 import contextlib
 import os
 import re
-import shutil
 import signal
 import ssl
 import subprocess
@@ -72,9 +71,11 @@ def serving_cert(directory: Path) -> ServingCert:
     )
 
 
-def _injector_command() -> list[str]:
-    script = shutil.which("sidecar-injector")
-    return [script] if script else [sys.executable, "-m", "injector"]
+def injector_command() -> list[str]:
+    """``sidecar-injector`` of this checkout: this interpreter (the project's .venv
+    under make) with ``-m injector``, never whatever ``sidecar-injector`` is on PATH
+    (another clone's, or none at all in a fresh venv that is not activated)."""
+    return [sys.executable, "-m", "injector"]
 
 
 class LocalInjector:
@@ -112,7 +113,7 @@ class LocalInjector:
         return f"https://127.0.0.1:{ports[-1]}" if ports and ports[-1] != "0" else None
 
     def command(self) -> list[str]:
-        return [*_injector_command(), *self.args]
+        return [*injector_command(), *self.args]
 
     def start(self, timeout: float = 90) -> None:
         with self.log.open("ab") as out:

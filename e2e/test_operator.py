@@ -91,7 +91,7 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                ["sidecar-injector", *self.args],
+                [*harness.injector_command(), *self.args],
                 cwd=harness.ROOT,
                 env={**os.environ, **self.env},
                 stdin=subprocess.DEVNULL,
