@@ -45,6 +45,8 @@ THROUGHPUT_A = Goal(">= 60% of /healthz", "ratio_min", 0.60)
 THROUGHPUT_B = Goal(">= 90% of /healthz", "ratio_min", 0.90)
 P99_A = Goal("p99 <= 5 ms", "max", 5.0)
 PER_CORE_A = Goal(">= 2,000/s on one core", "min", 2000.0)
+CPU_A = Goal("<= 300 us", "max", 300.0)  # a third of the Go peer's ~850 us (issue 13)
+CPU_B = Goal("<= 60 us above /healthz", "delta_max", 60.0)
 ROLES = ("proxy", "secrets", "config")
 NAGLE_MS = 35.0  # a no-op answering this slowly when idle is waiting for a delayed ACK
 
@@ -71,10 +73,14 @@ class Case:
 
 
 class Webhook:
-    """``sidecar-injector serve`` on a free port with a self-signed certificate."""
+    """``sidecar-injector serve`` on a free port with a self-signed certificate
+    (``extra``: more arguments; ``prefix``: e.g. ``taskset -c 0``)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, extra: tuple[str, ...] = (), prefix: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.ca = workdir / "ca.crt"
         config = workdir / "injector.yaml"
@@ -82,6 +88,7 @@ class Webhook:
         self.service = Service(
             "sidecar-injector",
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "injector.cli",
@@ -90,6 +97,7 @@ class Webhook:
                 f"--config={config}",
                 f"--ca-out={self.ca}",
                 "--log-level=warning",
+                *extra,
             ],
             workdir,
         )
@@ -210,7 +218,11 @@ def run(workdir: Path, quick: bool, paths: dict[str, str]) -> tuple[list[Measure
     raw["steady"] = {k: [r.to_json() for r in v] for k, v in steady.items()}
     best = {k: max(v, key=_throughput) for k, v in closed.items()}
     calm = {k: min(v, key=lambda r: r.p99_ms or 1e9) for k, v in steady.items() if v}
-    return _measures(cases, best, calm, plan), raw
+    measures = _measures(cases, best, calm, plan)
+    from bench import webhook_limits  # noqa: PLC0415 (it imports this module)
+
+    more, raw["limits"] = webhook_limits.run(workdir / "limits", quick, paths, plan, files["a"])
+    return measures + more, raw
 
 
 def _throughput(r: LoadResult) -> float:
@@ -263,6 +275,7 @@ def _measures(
             )
         )
     base_cpu = best["c"].cpu_us
+    cpu_goals = {"a": CPU_A, "b": CPU_B}
     for key in ("c", "a", "b"):
         cpu = best[key].cpu_us
         out.append(
@@ -274,6 +287,8 @@ def _measures(
                 "us",
                 baseline=None if key == "c" else base_cpu,
                 baseline_label=None if key == "c" else "/healthz",
+                compare="delta" if key == "b" else "ratio",
+                goal=cpu_goals.get(key),
                 note="user+system CPU of the server process during the 16-concurrent run, "
                 "per answer: less moved than throughput by other work on the machine"
                 if key == "c"

@@ -349,6 +349,10 @@ async def _serve_worker(
     server = await http.start(sock, tls.context)
     gc.collect()
     gc.freeze()
+    # A review allocates thousands of short-lived objects (the decoded pod) that
+    # reference counting frees; at the default threshold (700) the collector
+    # ran several times per review, scanning the live pod each time.
+    gc.set_threshold(50_000, 50, 100)
     await stop.wait()
     server.close()
     await http.drain(grace)

@@ -197,6 +197,12 @@ def with_pod(document: Any, site: PodSite, pod: Mapping[str, Any]) -> Any:
     return _set(document, site.path, value)
 
 
+def _is_mapping(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, with decoded JSON's plain dicts first: the
+    ABC check costs ~0.5 us, and a pod has hundreds of items (env, mounts)."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def check_pod(obj: Any, where: str) -> Mapping[str, Any]:
     """``obj`` if it has the shape of a pod in every field the injector reads; else
     ``NotAPod`` naming the field (``where``: "request.object", "spec.template", or ""
@@ -233,13 +239,13 @@ def _check_items(items: Any, where: str) -> None:
     if items is None:
         return
     if not isinstance(items, list) or not all(
-        isinstance(i, Mapping) and isinstance(i.get("name"), str) for i in items
+        _is_mapping(i) and isinstance(i.get("name"), str) for i in items
     ):
         raise NotAPod(f"{where}: expected a list of named objects")
     for item in items:
         for sub in ("volumeMounts", "ports", "env"):
             value = item.get(sub, [])
-            if not isinstance(value, list) or not all(isinstance(x, Mapping) for x in value):
+            if not isinstance(value, list) or not all(map(_is_mapping, value)):
                 raise NotAPod(f"{where}[].{sub}: expected a list of objects")
         if not isinstance(item.get("securityContext", {}), Mapping):
             raise NotAPod(f"{where}[].securityContext: expected an object")
