@@ -21,10 +21,12 @@ ROLES = {
     "config": "sidecar.config.main",
     "logs": "sidecar.logs.main",
     "capture": "sidecar.capture.main",
+    "signal": "sidecar.signaller",
 }
 USAGE = (
     "usage: sidecar {proxy|secrets|config|logs} [--init] [options]\n"
     "       sidecar capture [options]   (the init container of proxy-capture: iptables)\n"
+    "       sidecar signal --signal SIGHUP[:name]   (signals the app for reload: signal)\n"
     "       sidecar version\n"
     "Run 'sidecar ROLE --help' for a role's options."
 )

@@ -6,10 +6,12 @@ the agent as ``SIDECAR_RELOAD``; parsed by ``contract.reload``):
 * ``http://127.0.0.1:8080/-/reload`` (or https): POST to that URL, any 2xx is
   success. ``GET http://...`` picks another method.
 * ``signal:SIGHUP`` or ``signal:SIGHUP:nginx``: send the signal to the app's
-  processes. That needs ``shareProcessNamespace: true`` and an agent running
-  as the app's user (the injector renders both). Without a name every process
-  of the agent's own user except the agent itself is signalled; with a name,
-  only processes whose command name (``/proc/PID/comm``) is that name.
+  processes. That needs ``shareProcessNamespace: true`` and a process running
+  as the app's user: the injector renders ``sidecar signal`` (``signaller``)
+  for it, which holds no secret, and points the agents at its ``POST
+  /reload``. Without a name every process of its own user except itself is
+  signalled; with a name, only processes whose command name
+  (``/proc/PID/comm``) is that name.
 
 ``Notifier.notify()`` retries with back-off and counts outcomes.
 """
@@ -75,6 +77,10 @@ class Notifier:
         self.reloads.inc(outcome="failed")
         return False
 
+    def send(self) -> None:
+        """One attempt; ``ReloadFailed`` when it did not reach the app."""
+        self._send()
+
     def _send(self) -> None:
         if isinstance(self.target, HttpTarget):
             self._send_http(self.target)
@@ -98,7 +104,7 @@ class Notifier:
             who = f"named {target.process!r}" if target.process else "of the app's user"
             raise ReloadFailed(
                 f"no process {who} is visible; the pod needs shareProcessNamespace: true "
-                "and the agent must run as the app's user"
+                "and sidecar signal must run as the app's user"
             )
         sent = 0
         for pid in pids:
@@ -109,7 +115,7 @@ class Notifier:
                 continue
             except PermissionError as exc:
                 raise ReloadFailed(
-                    f"not allowed to signal pid {pid}; run the agent as the app's user"
+                    f"not allowed to signal pid {pid}; run sidecar signal as the app's user"
                 ) from exc
         if not sent:
             raise ReloadFailed("every matching process exited before it could be signalled")

@@ -4,7 +4,8 @@ Each role serves it on its agent port (proxy 15020, secrets 15021, config
 15022): ``GET /healthz`` (the agent is alive), ``GET /ready`` (200 once the
 role says so, 503 with the reason otherwise), ``GET /metrics`` (Prometheus
 text), ``POST /quitquitquit`` (ask the role to stop, for classic sidecars in
-Jobs). A stdlib ``ThreadingHTTPServer`` in a daemon thread: no framework.
+Jobs), ``POST /reload`` (``sidecar signal`` only: signal the app). A stdlib
+``ThreadingHTTPServer`` in a daemon thread: no framework.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ class AgentServer:
         registry: Registry,
         readiness: Readiness,
         on_quit: Callable[[], None] | None = None,
+        on_reload: Callable[[], tuple[int, str]] | None = None,
     ) -> None:
         self.registry = registry
         self.readiness = readiness
         self.on_quit = on_quit
+        self.on_reload = on_reload
         handler = _make_handler(self)
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -90,9 +93,12 @@ def _make_handler(agent: AgentServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(min(length, 65536))
-            if self.path.split("?", 1)[0] == "/quitquitquit" and agent.on_quit is not None:
+            path = self.path.split("?", 1)[0]
+            if path == "/quitquitquit" and agent.on_quit is not None:
                 agent.on_quit()
                 self._send(200, "stopping\n")
+            elif path == "/reload" and agent.on_reload is not None:
+                self._send(*agent.on_reload())
             else:
                 self._send(404, "not found: POST /quitquitquit\n")
 
