@@ -1,4 +1,4 @@
-"""``python -m bench [--only webhook|proxy|capture|agents] [--quick] [--out DIR]``.
+"""``python -m bench [--only webhook|proxy|capture|mesh|agents] [--quick] [--out DIR]``.
 
 Runs the sections in order (each bounded in time, loopback only), prints the
 table, and writes ``DIR/latest.json`` and ``DIR/latest.md`` (default
@@ -18,12 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import agents, capture, proxy, tools, webhook
+from bench import agents, capture, mesh, proxy, tools, webhook
 from bench.errors import BenchError
 from bench.processes import load_average
 from bench.report import Measure, Report
 
-SECTIONS = ("webhook", "proxy", "capture", "agents")
+SECTIONS = ("webhook", "proxy", "capture", "mesh", "agents")
 RESULTS = Path(__file__).resolve().parent / "results"
 Section = Callable[[Path, bool, dict[str, str]], tuple[list[Measure], dict[str, Any]]]
 
@@ -38,12 +38,14 @@ RUNNERS: dict[str, Section] = {
     "webhook": webhook.run,
     "proxy": proxy.run,
     "capture": capture.run,
+    "mesh": mesh.run,
     "agents": _agents,
 }
 NEEDS: dict[str, list[str]] = {
     "webhook": ["hey"],
     "proxy": ["hey", "wrk", "nginx"],
     "capture": ["wrk", "nginx"],
+    "mesh": ["wrk", "nginx"],
     "agents": [],
 }
 

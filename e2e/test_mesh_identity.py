@@ -23,10 +23,8 @@ from cryptography import x509
 
 from e2e.conftest import Injector
 from e2e.kube import Kube, wait_for
-from injector.operator.identity_review import AUDIENCE
-
-TRUST = "sidecar-mesh-trust"
-TRUST_DOMAIN = "cluster.local"
+from e2e.mesh import TRUST_CONFIGMAP as TRUST
+from e2e.mesh import TRUST_DOMAIN, create_node, meshed_pod, pod_token, trust_files
 
 
 @pytest.fixture(scope="module")
@@ -39,68 +37,17 @@ def mesh_url(injector: Injector) -> str:
 
 @pytest.fixture(scope="module")
 def node(kube: Kube) -> Iterator[dict[str, Any]]:
-    name = f"mesh-node-{uuid.uuid4().hex[:6]}"
-    created = kube.create("/api/v1/nodes", {"metadata": {"name": name}}).expect(201)
+    created = create_node(kube)
     yield created
-    kube.delete(f"/api/v1/nodes/{name}")
+    kube.delete(f"/api/v1/nodes/{created['metadata']['name']}")
 
 
 def trust_dir(kube: Kube, namespace: str, directory: Path) -> Path:
     """What the trust ConfigMap volume holds, once the operator published it."""
-    found = wait_for(
-        lambda: (
-            kube.get(f"/api/v1/namespaces/{namespace}/configmaps/{TRUST}").ok
-            and kube.get(f"/api/v1/namespaces/{namespace}/configmaps/{TRUST}").body
-        ),
-        timeout=60,
-        what=f"ConfigMap {namespace}/{TRUST}",
-    )
     directory.mkdir(parents=True, exist_ok=True)
-    for key, value in found["data"].items():
+    for key, value in trust_files(kube, namespace).items():
         (directory / key).write_text(value)
     return directory
-
-
-def meshed_pod(
-    kube: Kube, namespace: str, name: str, account: str, node: str, *, mesh: bool = True
-) -> dict[str, Any]:
-    kube.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": account}})
-    status = {"roles": ["proxy"], "containers": [], "initContainers": [], "volumes": []}
-    if mesh:
-        status["mesh"] = {"trustDomain": TRUST_DOMAIN, "mode": "strict"}
-    pod = {
-        "metadata": {
-            "name": name,
-            "labels": {"sidecar.example.io/mtls": "strict"} if mesh else {},
-            "annotations": {"sidecar.example.io/status": json.dumps(status)},
-        },
-        "spec": {
-            "serviceAccountName": account,
-            "nodeName": node,
-            "containers": [{"name": "app", "image": "registry.example/app:1"}],
-        },
-    }
-    return kube.create(f"/api/v1/namespaces/{namespace}/pods", pod).expect(201)
-
-
-def pod_token(
-    kube: Kube, pod: dict[str, Any], audience: str = AUDIENCE, *, bound: bool = True
-) -> str:
-    meta = pod["metadata"]
-    spec: dict[str, Any] = {"audiences": [audience], "expirationSeconds": 600}
-    if bound:
-        spec["boundObjectRef"] = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "name": meta["name"],
-            "uid": meta["uid"],
-        }
-    account = pod["spec"]["serviceAccountName"]
-    body = kube.create(
-        f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
-    ).expect(201)
-    return str(body["status"]["token"])
 
 
 def issue(

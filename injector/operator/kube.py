@@ -17,6 +17,7 @@ import asyncio
 import http.client
 import json
 import os
+import queue
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from injector.errors import InjectorError
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+IDLE_CONNECTIONS = 8
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -128,6 +130,7 @@ class Kube:
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
         self._context: ssl.SSLContext | None = None
+        self._idle: queue.SimpleQueue[http.client.HTTPConnection] = queue.SimpleQueue()
         if self._https:
             context = ssl.create_default_context(cafile=access.ca_file)
             if access.insecure:
@@ -136,6 +139,55 @@ class Kube:
             if access.cert_file:
                 context.load_cert_chain(access.cert_file, access.key_file)
             self._context = context
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle kept-alive connection (True) or a new one (False)."""
+        try:
+            return self._idle.get_nowait(), True
+        except queue.Empty:
+            pass
+        if self._https:
+            return (
+                http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self.timeout, context=self._context
+                ),
+                False,
+            )
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout), False
+
+    def _exchange(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """One request on a kept-alive connection (a TLS handshake per request costs
+        more than most answers). A reused connection the server closed while idle
+        fails before the request is read: then once more on a new one."""
+        for _ in range(2):
+            conn, reused = self._connection()
+            try:
+                conn.request(method, url, body=data, headers=headers)
+                response = conn.getresponse()
+                raw = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                if reused:
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            if response.will_close or self._idle.qsize() >= IDLE_CONNECTIONS:
+                conn.close()
+            else:
+                self._idle.put(conn)
+            return response.status, raw
+        raise http.client.RemoteDisconnected("the API server closed the connection")
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": JSON, "User-Agent": "sidecar-injector-operator"}
@@ -156,24 +208,11 @@ class Kube:
     ) -> dict[str, Any]:
         url = self._prefix + path + (f"?{urlencode(query)}" if query else "")
         data = json.dumps(body).encode() if body is not None else None
-        conn: http.client.HTTPConnection
-        if self._https:
-            conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=self._context
-            )
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        headers = self._headers(content_type if data else None)
         try:
-            conn.request(
-                method, url, body=data, headers=self._headers(content_type if data else None)
-            )
-            response = conn.getresponse()
-            raw = response.read()
-            status = response.status
+            status, raw = self._exchange(method, url, data, headers)
         except (OSError, http.client.HTTPException) as exc:
             raise KubeError(0, "Unreachable", f"{method} {path}: {exc}") from exc
-        finally:
-            conn.close()
         try:
             document = json.loads(raw) if raw else {}
         except ValueError:

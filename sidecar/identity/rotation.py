@@ -59,9 +59,17 @@ def _now() -> dt.datetime:
 
 class IdentityKeeper:
     def __init__(
-        self, mesh: MeshSettings, log: Logger, registry: Registry, admin: EnvoyAdmin
+        self,
+        mesh: MeshSettings,
+        log: Logger,
+        registry: Registry,
+        admin: EnvoyAdmin,
+        served_by_envoy: bool = True,
     ) -> None:
         self.mesh = mesh
+        # False when no listener or cluster uses the certificate (no inbound port,
+        # no upstream identity): Envoy never loads it, so /certs cannot list it.
+        self.served_by_envoy = served_by_envoy
         self.log = log
         self.admin = admin
         self.current: Certificate | None = None
@@ -329,7 +337,7 @@ class IdentityKeeper:
             self.served.set(0)
             return False, f"certificate expired at {current.not_after:%H:%M:%S} UTC: {self.problem}"
         if self.served_serial != current.serial:
-            if not self._envoy_serves(current.serial):
+            if self.served_by_envoy and not self._envoy_serves(current.serial):
                 self.served.set(0)
                 return False, f"envoy does not serve certificate {current.serial:x} yet"
             self.served_serial = current.serial

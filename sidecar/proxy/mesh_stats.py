@@ -113,7 +113,8 @@ def mesh_identity(
             return ""
 
     registry.add_collector(collect)
-    return IdentityKeeper(settings.mesh, log, registry, admin)
+    uses = settings.inbound_port is not None or settings.mesh.upstream_identity is not None
+    return IdentityKeeper(settings.mesh, log, registry, admin, served_by_envoy=uses)
 
 
 def readiness(envoy: Envoy, identity: IdentityKeeper | None) -> Callable[[], tuple[bool, str]]:

@@ -1,0 +1,82 @@
+"""Meshed pods without a kubelet, for the e2e mesh tests and ``make bench``.
+
+A pod is created with ``spec.nodeName`` set (on a Node object that has no
+kubelet: it stays Pending) and the injector's status annotation with a mesh
+entry; ``pod_token`` asks the API server for the projected token the kubelet
+would mount (TokenRequest bound to the pod, our audience, 10 minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from e2e.kube import Kube, wait_for
+from injector.operator.identity_review import AUDIENCE
+from injector.operator.mesh_ca import TRUST_CONFIGMAP
+
+TRUST_DOMAIN = "cluster.local"
+
+
+def create_node(kube: Kube, prefix: str = "mesh-node") -> dict[str, Any]:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    return kube.create("/api/v1/nodes", {"metadata": {"name": name}}).expect(201)
+
+
+def meshed_pod(
+    kube: Kube, namespace: str, name: str, account: str, node: str, *, mesh: bool = True
+) -> dict[str, Any]:
+    kube.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": account}})
+    status: dict[str, Any] = {
+        "roles": ["proxy"],
+        "containers": [],
+        "initContainers": [],
+        "volumes": [],
+    }
+    if mesh:
+        status["mesh"] = {"trustDomain": TRUST_DOMAIN, "mode": "strict"}
+    pod = {
+        "metadata": {
+            "name": name,
+            "labels": {"sidecar.example.io/mtls": "strict"} if mesh else {},
+            "annotations": {"sidecar.example.io/status": json.dumps(status)},
+        },
+        "spec": {
+            "serviceAccountName": account,
+            "nodeName": node,
+            "containers": [{"name": "app", "image": "registry.example/app:1"}],
+        },
+    }
+    return kube.create(f"/api/v1/namespaces/{namespace}/pods", pod).expect(201)
+
+
+def pod_token(
+    kube: Kube, pod: dict[str, Any], audience: str = AUDIENCE, *, bound: bool = True
+) -> str:
+    meta = pod["metadata"]
+    spec: dict[str, Any] = {"audiences": [audience], "expirationSeconds": 600}
+    if bound:
+        spec["boundObjectRef"] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": meta["name"],
+            "uid": meta["uid"],
+        }
+    account = pod["spec"]["serviceAccountName"]
+    body = kube.create(
+        f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+    ).expect(201)
+    return str(body["status"]["token"])
+
+
+def trust_files(kube: Kube, namespace: str, timeout: float = 60) -> dict[str, str]:
+    """The trust ConfigMap's data, once the operator published it in ``namespace``."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps/{TRUST_CONFIGMAP}"
+
+    def published() -> dict[str, str] | None:
+        found = kube.get(path)
+        return dict(found.body["data"]) if found.ok else None
+
+    return wait_for(published, timeout=timeout, what=f"ConfigMap {namespace}/{TRUST_CONFIGMAP}")
