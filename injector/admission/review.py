@@ -26,7 +26,7 @@ import msgspec
 from injector.core.annotations import PREFIX
 from injector.core.model import NamespaceInfo, has_ours
 from injector.core.patch import make_patch
-from injector.core.plan import NOT_REQUESTED
+from injector.core.plan import INJECT_FALSE, NOT_REQUESTED
 from injector.core.pods import check_pod
 from injector.core.render import render
 from injector.core.settings import Settings
@@ -289,6 +289,9 @@ def admit(
         return Outcome(review.uid, True, "ignored")
     if not has_ours(review.annotations) and namespace.injection_default()[0] is None:
         return Outcome(review.uid, True, "skipped", skip_reason=NOT_REQUESTED)
+    if review.annotations.get(PREFIX + "inject", "").strip().lower() == "false":
+        # Decided before the limits: a pod that opts out is never denied for its size.
+        return Outcome(review.uid, True, "skipped", skip_reason=INJECT_FALSE)
     document = review.document()
     try:
         check_limits(_mapping(document), review.annotations)

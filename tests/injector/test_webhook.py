@@ -214,3 +214,20 @@ def test_settings_are_read_per_review() -> None:
         classic = patched(obj, mutate(c, review(obj)))
     assert native["spec"]["initContainers"][0]["name"] == "sidecar-proxy"
     assert classic["spec"]["containers"][0]["name"] == "sidecar-proxy"
+
+
+def test_a_pod_past_the_limits_is_denied_naming_them(client: Served) -> None:
+    obj = pod({P + "inject": "true", **{f"{P}nope-{i}": "x" for i in range(200)}})
+    obj["spec"]["volumes"] = [{"name": f"v{i}", "emptyDir": {}} for i in range(2000)]
+    answer = mutate(client, review(obj))
+    assert answer["allowed"] is False
+    message = answer["status"]["message"]
+    assert "201 our annotations" in message and "2000 volumes" in message
+    assert "volumes 1024" in message  # the cap is named
+
+
+def test_a_pod_that_opts_out_is_never_denied_for_its_size(client: Served) -> None:
+    obj = pod({P + "inject": "false", **{f"{P}nope-{i}": "x" for i in range(200)}})
+    obj["spec"]["volumes"] = [{"name": f"v{i}", "emptyDir": {}} for i in range(2000)]
+    answer = mutate(client, review(obj))
+    assert answer == {"uid": answer["uid"], "allowed": True}
