@@ -222,7 +222,8 @@ def test_a_pod_past_the_limits_is_denied_naming_them(client: Served) -> None:
     answer = mutate(client, review(obj))
     assert answer["allowed"] is False
     message = answer["status"]["message"]
-    assert "201 our annotations" in message and "2000 volumes" in message
+    assert "201 our annotations" in message
+    assert "2000 volumes" in message
     assert "volumes 1024" in message  # the cap is named
 
 
