@@ -102,7 +102,7 @@ class SinkStandIn:
         return f"http://{self._address[0]}:{self.port}"
 
     def start(self) -> None:
-        server = ThreadingHTTPServer(self._address, _handler(self))
+        server = _Server(self._address, _handler(self))
         server.daemon_threads = True
         self._address = (self._address[0], int(server.server_address[1]))
         self._server = server
@@ -275,6 +275,15 @@ class NdjsonStandIn(SinkStandIn):
             records.append(record)
         self.store(records)
         return 200, {"accepted": len(records)}, "application/json"
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a killed agent) is not an error worth a traceback."""
+        import sys  # noqa: PLC0415
+
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 def _decode(headers: Any, body: bytes) -> bytes:
