@@ -105,24 +105,29 @@ class Positions:
             return self._files.get(fid)
 
     def commit(self, offsets: dict[str, int]) -> None:
-        """Record acknowledged end offsets (by fid); offsets only move forward."""
-        with self._lock:
-            for fid, offset in offsets.items():
-                state = self._files.get(fid)
-                if state is not None and offset > state.committed:
-                    state.committed = offset
-                    self._dirty = True
-
-    def update(self, fid: str, **fields: Any) -> None:
-        with self._lock:
-            state = self._files.get(fid)
-            if state is None:
-                return
-            for name, value in fields.items():
-                if getattr(state, name) != value:
-                    setattr(state, name, value)
-                    if name != "size":
-                        self._dirty = True
+        """Save acknowledged end offsets (by fid; they only move forward), then
+        apply them in memory, so what the lag shows as shipped is what a restart
+        would not send again. StateError when the checkpoint cannot be written
+        (memory moves on; the next save writes it)."""
+        with self._save_lock:
+            with self._lock:
+                changes = {
+                    fid: offset
+                    for fid, offset in offsets.items()
+                    if fid in self._files and offset > self._files[fid].committed
+                }
+                if not changes and not self._dirty:
+                    return
+                document = self._document(changes)
+                self._dirty = False
+            try:
+                self._write(document)
+            finally:
+                with self._lock:
+                    for fid, offset in changes.items():
+                        state = self._files.get(fid)
+                        if state is not None and offset > state.committed:
+                            state.committed = offset
 
     def snapshot(self) -> list[FileState]:
         with self._lock:
@@ -136,8 +141,20 @@ class Positions:
         with self._lock:
             if not self._dirty:
                 return False
-            document = {"version": 1, "files": [asdict(s) for s in self._files.values()]}
+            document = self._document({})
             self._dirty = False
+        self._write(document)
+        return True
+
+    def _document(self, changes: dict[str, int]) -> dict[str, Any]:
+        files = []
+        for state in self._files.values():
+            item = asdict(state)
+            item["committed"] = max(state.committed, changes.get(state.fid, 0))
+            files.append(item)
+        return {"version": 1, "files": files}
+
+    def _write(self, document: dict[str, Any]) -> None:
         data = json.dumps(document, separators=(",", ":")).encode()
         tmp = self.directory / f".{STATE_FILE}.{os.getpid()}.tmp"
         try:
@@ -159,7 +176,6 @@ class Positions:
                 "the state volume must be writable by the agent"
             ) from None
         self.saves += 1
-        return True
 
 
 def _valid(state: FileState) -> bool:

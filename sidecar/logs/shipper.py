@@ -203,9 +203,8 @@ class Shipper:
         )
 
     def _commit(self, batch: Batch) -> None:
-        self.positions.commit(batch.positions)
         try:
-            self.positions.save()
+            self.positions.commit(batch.positions)
         except StateError as exc:
             self.log.error("positions not saved", error=str(exc))
         shipped: dict[str, int] = {}

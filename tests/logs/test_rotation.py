@@ -167,6 +167,10 @@ def test_rotations_faster_than_the_agent_are_found_by_their_names(
         e["msg"] == "found a rotated file not seen before; reading it from the start"
         for e in a.events()
     )
+    eventually(
+        lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
+        what="everything acknowledged",
+    )
     a.kill()
     for n in range(3, 6):  # three rotations while the agent is down
         app.write(20)
