@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -324,14 +325,17 @@ def admit(
 
 def failed(uid: str, exc: BaseException, stage: str, policy: FailurePolicy) -> Outcome:
     """An injector failure answered under the failure policy, logged once
-    with its traceback but without the pod (only the review's uid)."""
+    with where it happened (the traceback's frames) but without the pod: the
+    review's uid names it, and the exception's message, which may quote the
+    pod (``KeyError('a-key-from-the-pod')``), is withheld."""
     log.error(
-        "review %s: %s failed (%s); answered under failurePolicy %s",
+        "review %s: %s failed (%s, message withheld: it may quote the pod); answered under "
+        "failurePolicy %s\n%s",
         uid,
         stage,
         type(exc).__name__,
         policy,
-        exc_info=(type(exc), exc, exc.__traceback__),
+        "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
     )
     if stage == "settings":
         what = f"sidecar-injector cannot read its settings ({type(exc).__name__})"

@@ -4,6 +4,8 @@ processes: test_http_tls.py.)"""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -232,3 +234,25 @@ def test_a_pod_that_opts_out_is_never_denied_for_its_size(client: Served) -> Non
     obj["spec"]["volumes"] = [{"name": f"v{i}", "emptyDir": {}} for i in range(2000)]
     answer = mutate(client, review(obj))
     assert answer == {"uid": answer["uid"], "allowed": True}
+
+
+def test_an_internal_error_is_logged_once_without_the_pod(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "pod-value-7c1e"
+
+    def broken(pod: Any, *_: Any, **__: Any) -> Any:
+        raise KeyError(pod["metadata"]["annotations"][P + "secret-x"])
+
+    monkeypatch.setattr(review_module, "render", broken)
+    obj = pod({P + "inject": "true", P + "secret-x": secret})
+    with Served(Webhook(lambda: SETTINGS, failure_policy="Ignore")) as c:
+        answer = mutate(c, review(obj, uid="u-1"))
+    assert answer["allowed"] is True
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    text = logging.Formatter().format(errors[0])  # with any exc_info, as a handler would
+    assert "review u-1: render failed (KeyError" in text
+    assert "in broken" in text  # where it happened
+    assert secret not in text
+    assert secret not in json.dumps(answer)
