@@ -51,6 +51,7 @@ from sidecar.proxy.destinations import (
     stats_logger,
     subcluster_filters,
     subcluster_parent,
+    towards_any_destination,
 )
 from sidecar.proxy.modes import Capture
 from sidecar.proxy.settings import ProxySettings
@@ -172,7 +173,7 @@ def _outbound_http(settings: ProxySettings, cluster: str, per_destination: bool)
         policy.pop("retry_host_predicate", None)
         policy.pop("host_selection_retry_max_attempts", None)
         route["retry_policy"] = policy
-    manager = http_manager(settings, OUTBOUND, route, False)
+    manager = towards_any_destination(http_manager(settings, OUTBOUND, route, False))
     config = manager["typed_config"]
     if per_destination:
         config["http_filters"][-1:-1] = subcluster_filters()  # before the router

@@ -154,6 +154,15 @@ def per_destination_breakers(settings: ProxySettings, *, retry_budget: bool) -> 
     return breakers
 
 
+def towards_any_destination(manager: dict[str, Any]) -> dict[str, Any]:
+    """Keep the router's ``x-envoy-*`` headers (expected timeout, attempt count,
+    upstream service time) from requests to, and answers from, destinations
+    outside the pod's control: they only tell a third party about the proxy."""
+    router = manager["typed_config"]["http_filters"][-1]["typed_config"]
+    router["suppress_envoy_headers"] = True
+    return manager
+
+
 def stats_logger(
     scope: str, name: str, tags: dict[str, str], value: str | None = None
 ) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from sidecar.proxy.destinations import (
     getaddrinfo_resolver,
     per_destination_breakers,
     stats_logger,
+    towards_any_destination,
 )
 from sidecar.proxy.settings import ProxySettings
 
@@ -55,7 +56,7 @@ def listeners(settings: ProxySettings) -> list[dict[str, Any]]:
     egress = settings.egress
     if egress is None:
         return []
-    manager = http_manager(settings, NAME, _http_route(settings), False)
+    manager = towards_any_destination(http_manager(settings, NAME, _http_route(settings), False))
     config = manager["typed_config"]
     routes = config["route_config"]["virtual_hosts"][0]["routes"]
     routes.insert(0, _connect_route())

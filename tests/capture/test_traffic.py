@@ -114,6 +114,7 @@ def test_unchanged_client_calls_servers_by_ip_counted_per_destination(pod: World
         headers = echo_headers(result)
         assert headers["host"] == target.split("/")[2]  # the Host header as the app wrote it
         assert headers["x-request-id"]  # added by Envoy: the call went through the proxy
+        assert not [h for h in headers if h.startswith("x-envoy-")]  # nothing about the proxy
     name = "envoy_capture_outbound_requests"
     assert pod.metric(name, destination=A, code="200") == 2
     assert pod.metric(name, destination=B, code="200") == 3
