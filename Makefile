@@ -29,9 +29,9 @@ test: install
 	$(PYTEST) tests
 	$(MAKE) --no-print-directory e2e-local
 
-## test-unit: everything that needs no API server.
+## test-unit: everything that needs no API server (and so no real Vault).
 test-unit: install
-	$(PYTEST) tests
+	$(PYTEST) -m "not real_vault" tests
 
 check: install lint typecheck layering
 

@@ -1,45 +1,62 @@
 """A Vault-compatible stand-in server, for tests and e2e only.
 
-No Vault binary can be installed on the machines this project is tested on,
-so the secrets role is tested against this server. For the endpoints it
-serves it follows Vault's documented HTTP API (v1) exactly: paths, methods,
-request bodies, the response envelope (``request_id``, ``lease_id``,
-``renewable``, ``lease_duration``, ``data``, ``wrap_info``, ``warnings``,
-``auth``) and the error shape ``{"errors": [...]}`` with Vault's status codes
-(400 bad request, 403 permission denied, 404 not found, 429 standby or rate
-limited, 503 sealed). Endpoints:
+The secrets role is tested against a real HashiCorp Vault (v1.21.0, built
+from Go modules: ``e2e.vault_build``) wherever a real Vault can produce the
+situation; this stand-in stays for what a real Vault cannot do on demand:
+a standby node (429), rate limits (429), slow answers (``delay``), an outage
+of a chosen length (``down``), non-renewable leases from a GET, expired JWTs
+and ``X-Vault-Namespace`` (Enterprise). Every test that both can serve runs
+against both (``tests/secrets``, the ``backend`` fixture).
+
+Checked against Vault v1.21.0 by ``tests/secrets/test_vault_api.py`` (and so
+kept identical): the envelope (``request_id``, ``lease_id``, ``renewable``,
+``lease_duration``, ``data``, ``wrap_info``, ``warnings``, ``auth``); the login
+answer (policies, metadata, TTL, renewable) and its refusals with Vault's
+status and wording (400 ``invalid role name "x"``, ``missing role``, ``missing
+jwt``; 403 ``service account name not authorized``, ``namespace not
+authorized``, ``invalid audience (aud) claim: ...``, and a bare ``permission
+denied`` for an unverifiable JWT or an unknown auth mount); 403 errors worded
+as Vault's go-multierror (``1 error occurred:\n\t* permission denied\n\n``,
+``... invalid token`` for a dead token; bare without a token); KV v2 versions,
+``?version=N``, 404 ``{"errors": []}`` for a missing path or version, and 404
+*with* ``data.data: null`` and the metadata for a soft-deleted version; KV v1
+``lease_duration`` from a ``ttl`` key (else the mount's 2764800) without a
+lease; token ``lookup-self``/``renew-self``/``revoke-self`` and capped
+renewals' warning (``TTL of "1h" exceeded the effective max_ttl of "1m30s";
+TTL value is capped accordingly``); ``database/creds`` leases, their renewal,
+cap, lookup, ``lease not found`` and ``lease_id must be specified``; leases
+that end with the token that created them; 503 ``Vault is sealed``.
+
+Endpoints:
 
 * ``POST /v1/auth/<mount>/login`` (kubernetes auth: ``{"role", "jwt"}``). The
   JWT's claims are decoded and checked against the role's bound service
-  account names and namespaces, and ``exp`` when present; its signature is
-  NOT verified (Vault would send a TokenReview to the API server; tests mint
-  unsigned tokens with ``make_jwt``).
+  account names, namespaces and audience, and ``exp`` when present; its
+  signature is NOT verified (Vault sends a TokenReview to the API server;
+  tests mint unsigned tokens with ``make_jwt``).
 * ``POST /v1/auth/token/renew-self``, ``GET /v1/auth/token/lookup-self``,
   ``POST /v1/auth/token/revoke-self``.
-* KV v2: ``GET /v1/<mount>/data/<path>[?version=N]``; a soft-deleted version
-  answers 404 with ``data.data: null`` and its ``metadata``.
-* KV v1: ``GET /v1/<mount>/<path>`` (``lease_duration`` from a ``ttl`` key).
+* KV v2: ``GET /v1/<mount>/data/<path>[?version=N]``.
+* KV v1: ``GET /v1/<mount>/<path>``.
 * Dynamic database credentials: ``GET /v1/database/creds/<role>`` with a
   lease ``database/creds/<role>/<id>``.
-* ``PUT /v1/sys/leases/renew`` (``{"lease_id", "increment"}``; a renewal capped
-  by the max TTL carries a warning), ``PUT /v1/sys/leases/lookup`` and
-  ``PUT /v1/sys/leases/revoke``. As in Vault, a lease belongs to the token
-  that created it: revoking that token (``revoke-self``) or letting it expire
-  revokes the lease too. Increments are seconds or duration strings
-  (``3600``, ``"1h"``).
+* ``PUT /v1/sys/leases/renew`` (``{"lease_id", "increment"}``),
+  ``PUT /v1/sys/leases/lookup`` and ``PUT /v1/sys/leases/revoke``. Increments
+  are seconds or duration strings (``3600``, ``"1h"``).
 
 Headers: ``X-Vault-Token``; ``X-Vault-Namespace`` is recorded and, when the
 server is given a namespace, required to match. Policies are simplified to a
-list of path prefixes per auth role.
+list of path prefixes per auth role, answered as one policy named after it.
 
 Fault injection for tests: ``sealed`` (503 everywhere), ``standby`` (429
 "node is in standby mode"), ``rate_limited`` (429 "rate limit quota
 exceeded"), ``delay`` seconds before answering, ``expire_tokens()`` (every
-token then answers 403, and its leases are gone), ``stop()``/``start()``
-(connection refused, same port). ``calls``/``timeline`` record every request
-(method, path); ``logins`` the claims of every accepted login. The same
-controls are served under ``/_standin/`` for e2e (``POST`` ``seal``,
-``unseal``, ``standby``, ``active``, ``rate-limit``, ``unlimit``,
+token then answers 403, and its leases are gone), ``forget_tokens()`` (a
+restarted dev server), ``revoke_lease()``, ``remove_policies()``,
+``stop()``/``start()`` (connection refused, same port). ``calls``/``timeline``
+record every request (method, path); ``logins`` the claims of every accepted
+login. The same controls are served under ``/_standin/`` for e2e (``POST``
+``seal``, ``unseal``, ``standby``, ``active``, ``rate-limit``, ``unlimit``,
 ``expire-tokens``, ``delay`` ``{"seconds"}``, ``down`` ``{"seconds"}``,
 ``kv2`` ``{"path", "data"}``, ``kv1`` ``{"path", "data"}``, ``reset-calls``;
 ``GET calls``). They are not part of Vault's API.
@@ -79,6 +96,7 @@ class Role:
     policies: list[str]  # path prefixes this role may read
     token_ttl: int = 3600
     token_max_ttl: int = 86400
+    audience: str | None = None  # when set, the JWT's aud must contain it
 
 
 @dataclass
@@ -102,6 +120,7 @@ class Lease:
     renewable: bool
     token: str  # the token that created it: the lease ends with it
     revoked: bool = False
+    credentials: tuple[str, str] = ("", "")  # database user and password it stands for
 
 
 @dataclass
@@ -196,6 +215,35 @@ class VaultStandIn:
         with self.lock:
             for token in self.state.tokens.values():
                 token.expires = 0.0
+
+    def forget_tokens(self) -> None:
+        """What a restarted dev server knows of tokens and leases: nothing."""
+        with self.lock:
+            self.state.tokens.clear()
+            self.state.leases.clear()
+
+    def revoke_lease(self, lease_id: str) -> None:
+        with self.lock:
+            self.state.leases[lease_id].revoked = True
+
+    def remove_policies(self, role: str, mount: str = "kubernetes") -> None:
+        """The role's policies are deleted: its tokens stay valid and may read nothing."""
+        with self.lock:
+            self.state.roles[mount][role].policies = []
+            for token in self.state.tokens.values():
+                if token.role == role:
+                    token.policies = []
+
+    def credentials_valid(self, username: str, password: str | None = None) -> bool:
+        """Whether a live lease stands for this database user (and password)."""
+        now = time.time()
+        with self.lock:
+            return any(
+                lease.credentials[0] == username
+                and password in (None, lease.credentials[1])
+                and self._alive(lease, now)
+                for lease in self.state.leases.values()
+            )
 
     def reset_calls(self) -> None:
         with self.lock:
@@ -306,7 +354,7 @@ class VaultStandIn:
     def _login(self, mount: str, body: Json) -> Json:
         roles = self.state.roles.get(mount)
         if roles is None:
-            raise VaultError(400, f'no handler for route "auth/{mount}/login"')
+            raise VaultError(403, "permission denied")  # no such auth mount
         name, jwt = body.get("role"), body.get("jwt")
         if not name or not jwt:
             raise VaultError(400, "missing role" if not name else "missing jwt")
@@ -314,7 +362,8 @@ class VaultStandIn:
         if role is None:
             raise VaultError(400, f'invalid role name "{name}"')
         claims = _jwt_claims(str(jwt))
-        sa = claims.get("kubernetes.io", {}).get("serviceaccount", {}).get("name")
+        account = claims.get("kubernetes.io", {}).get("serviceaccount", {})
+        sa = account.get("name")
         ns = claims.get("kubernetes.io", {}).get("namespace")
         if isinstance(claims.get("exp"), int | float) and claims["exp"] <= time.time():
             raise VaultError(403, "permission denied")  # what a failed TokenReview gives
@@ -322,6 +371,13 @@ class VaultStandIn:
             raise VaultError(403, "service account name not authorized")
         if not _bound(ns, role.bound_service_account_namespaces):
             raise VaultError(403, "namespace not authorized")
+        audiences = claims.get("aud")
+        audiences = [audiences] if isinstance(audiences, str) else audiences or []
+        if role.audience is not None and role.audience not in audiences:
+            raise VaultError(
+                403,
+                "invalid audience (aud) claim: audience claim does not match any expected audience",
+            )
         self.logins.append(claims)
         now = time.time()
         client_token = "hvs." + secrets.token_urlsafe(24)
@@ -337,12 +393,14 @@ class VaultStandIn:
             auth={
                 "client_token": client_token,
                 "accessor": secrets.token_urlsafe(12),
-                "policies": ["default", *role.policies],
-                "token_policies": ["default", *role.policies],
+                "policies": sorted(["default", str(name)]),
+                "token_policies": sorted(["default", str(name)]),
                 "metadata": {
                     "role": name,
                     "service_account_name": sa,
                     "service_account_namespace": ns,
+                    "service_account_secret_name": "",
+                    "service_account_uid": account.get("uid"),
                 },
                 "lease_duration": role.token_ttl,
                 "renewable": True,
@@ -355,7 +413,9 @@ class VaultStandIn:
     def _token(self, value: str | None) -> Token:
         token = self.state.tokens.get(value or "")
         if token is None or token.revoked or token.expires <= time.time():
-            raise VaultError(403, "permission denied")
+            if not value:
+                raise VaultError(403, "permission denied")
+            raise VaultError(403, _multierror("permission denied", "invalid token"))
         return token
 
     def _lookup(self, value: str, token: Token) -> Json:
@@ -378,8 +438,7 @@ class VaultStandIn:
         new_expiry = min(now + increment, token.max_expires)
         token.expires = new_expiry
         duration = round(new_expiry - now)
-        capped = f"TTL of {increment}s exceeded the effective max_ttl; TTL value is capped"
-        warnings = [capped] if now + increment > token.max_expires else None
+        warnings = _capped(increment, token.max_expires - now)
         return self._envelope(
             warnings=warnings,
             auth={
@@ -397,7 +456,7 @@ class VaultStandIn:
 
     def _lease(self, lease_id: str) -> Lease:
         if not lease_id:
-            raise VaultError(400, "missing lease ID")
+            raise VaultError(400, "lease_id must be specified")
         lease = self.state.leases.get(lease_id)
         if lease is None or not self._alive(lease, time.time()):
             raise VaultError(400, "lease not found")
@@ -420,11 +479,7 @@ class VaultStandIn:
         now = time.time()
         lease.expires = min(now + increment, lease.max_expires)
         duration = round(lease.expires - now)
-        capped = (
-            f"TTL of {increment}s exceeded the effective max_ttl of {duration}s; "
-            "TTL value is capped"
-        )
-        warnings = [capped] if now + increment > lease.max_expires else None
+        warnings = _capped(increment, lease.max_expires - now)
         return {
             "request_id": str(uuid.uuid4()),
             "lease_id": lease.lease_id,
@@ -438,7 +493,7 @@ class VaultStandIn:
 
     def _authorize(self, token: Token, route: str) -> None:
         if not any(route.startswith(prefix) for prefix in token.policies):
-            raise VaultError(403, "permission denied")
+            raise VaultError(403, _multierror("permission denied"))
 
     def _read(self, route: str, query: dict[str, list[str]], token: str) -> Json:
         mount, _, rest = route.partition("/")
@@ -491,6 +546,7 @@ class VaultStandIn:
             "username": f"v-k8s-{name}-{secrets.token_hex(4)}",
             "password": secrets.token_urlsafe(18),
         }
+        self.state.leases[lease_id].credentials = (data["username"], data["password"])
         return self._envelope(
             data=data, lease_id=lease_id, lease_duration=role.default_ttl, renewable=role.renewable
         )
@@ -533,6 +589,31 @@ def _seconds(text: str) -> int:
         raise VaultError(400, f"invalid duration {text!r}") from None
 
 
+def _multierror(*errors: str) -> str:
+    """How Vault words several errors in one (go-multierror)."""
+    count = f"{len(errors)} error{'s' if len(errors) > 1 else ''} occurred:"
+    return count + "".join(f"\n\t* {error}" for error in errors) + "\n\n"
+
+
+def _duration(seconds: float) -> str:
+    """Vault's wording of a duration in warnings: 1h, 1m30s, 45s."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return "".join(parts) or "0s"
+
+
+def _capped(increment: int, remaining: float) -> list[str] | None:
+    """The warning of a renewal that the max TTL caps (None if it does not)."""
+    if increment <= remaining:
+        return None
+    return [
+        f'TTL of "{_duration(increment)}" exceeded the effective max_ttl of '
+        f'"{_duration(remaining)}"; TTL value is capped accordingly'
+    ]
+
+
 def _bound(value: object, allowed: list[str]) -> bool:
     return "*" in allowed or value in allowed
 
@@ -546,7 +627,7 @@ def _jwt_claims(jwt: str) -> Json:
         payload = jwt.split(".")[1]
         claims: Json = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError) as exc:
-        raise VaultError(400, "error validating token: not a compact JWS") from exc
+        raise VaultError(403, "permission denied") from exc  # as Vault: no detail
     return claims
 
 

@@ -1,6 +1,18 @@
+"""Fixtures: the Vault stand-in, and ``backend``: each test that takes it runs
+against the stand-in and against a real Vault (``tests/secrets/backends.py``).
+
+The real one needs a Vault binary and a control plane built from Go modules
+(minutes, once; cached) and Debian's PostgreSQL. The builds happen before
+the first test (a test's timeout must not include them). Without PostgreSQL
+those runs skip saying what to install, unless ``SIDECAR_TESTS_NO_SKIP`` is
+set (``.ci/run`` sets it: CI never skips them).
+"""
+
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -8,11 +20,85 @@ from pathlib import Path
 
 import pytest
 
+from e2e import build, cluster, vault_build
+from e2e.postgres import Postgres, PostgresError
 from sidecar.lifecycle import StopEvent
 from sidecar.secrets.main import run
 from sidecar.secrets.settings import load
 from standins.vault import VaultStandIn, make_jwt
+from tests.secrets.backends import Backend, Kube, RealBackend, StandInBackend
 from tests.support import ReloadApp, free_port, http_status, wait_for
+
+REAL = pytest.mark.real_vault
+BACKENDS = [pytest.param("standin"), pytest.param("vault", marks=REAL)]
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k deselected what will not run
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Build what the real-Vault runs need before any test's timeout starts."""
+    if any(item.get_closest_marker("real_vault") for item in items):
+        vault_build.ensure()
+        if not os.environ.get("SIDECAR_E2E_CLUSTER"):
+            build.ensure()
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Kube]:
+    """The control plane of ``e2e.cluster run`` if one is set, else a private one."""
+    existing = os.environ.get("SIDECAR_E2E_CLUSTER")
+    if existing:
+        yield Kube.prepare(cluster.ClusterInfo.load(Path(existing)))
+        return
+    plane = cluster.ControlPlane(
+        Path(tempfile.mkdtemp(prefix="sidecar-secrets-kube-")), detach=False
+    )
+    try:
+        yield Kube.prepare(plane.start())
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    try:
+        server = Postgres()
+    except PostgresError as exc:
+        if os.environ.get("SIDECAR_TESTS_NO_SKIP"):
+            raise
+        pytest.skip(str(exc))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A Vault set up like the stand-in fixture: role app (shop/app), KV v2, KV v1, database."""
+    server: Backend
+    if request.param == "vault":
+        postgres = request.getfixturevalue("postgres")
+        server = RealBackend(tmp_path / "vault", request.getfixturevalue("kube"), postgres)
+    else:
+        server = StandInBackend()
+    try:
+        server.add_role(
+            "app", ["app"], ["shop"], ["secret/data/app/", "kv/app/", "database/creds/"]
+        )
+        server.put_kv2("app/config", {"api_key": "k-123", "region": "eu"})
+        server.put_kv1("app/legacy", {"user": "old", "ttl": "1h"})
+        server.add_database_role("app", default_ttl=3600, max_ttl=86400)
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def token_file(backend: Backend, tmp_path: Path) -> Path:
+    """The projected service-account token of shop/app (audience vault)."""
+    path = tmp_path / "sa-token"
+    path.write_text(backend.jwt())
+    return path
 
 
 @pytest.fixture
@@ -36,7 +122,11 @@ def jwt_file(tmp_path: Path) -> Path:
 
 
 def args(
-    vault: VaultStandIn, jwt_file: Path, out: Path, secrets: list[dict[str, str]], *extra: str
+    vault: VaultStandIn | Backend,
+    jwt_file: Path,
+    out: Path,
+    secrets: list[dict[str, str]],
+    *extra: str,
 ) -> list[str]:
     return [
         "--vault-addr",
@@ -95,3 +185,9 @@ class Refresher:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
             text: str = r.read().decode()
             return text
+
+
+def credentials(path: Path) -> tuple[str, str]:
+    """Username and password from a secret rendered as ``key: value`` lines."""
+    lines = dict(line.split(": ", 1) for line in path.read_text().splitlines())
+    return lines["username"], lines["password"]
