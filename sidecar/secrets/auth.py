@@ -112,7 +112,7 @@ class Auth:
         except Denied as exc:
             error = Denied(
                 f"login as role {self.role!r} denied at auth/{self.mount}: {exc} "
-                "(check the role's bound service accounts and namespaces)",
+                f"({self._refusal_hint(str(exc))})",
                 exc.status,
             )
             error.during_login = True
@@ -131,6 +131,29 @@ class Auth:
             bool(auth.get("renewable")),
         )
         return self.token
+
+    def _refusal_hint(self, reason: str) -> str:
+        """What to check, from the reason Vault's kubernetes auth gave (as v1.21 words it)."""
+        if "service account name not authorized" in reason:
+            return (
+                f"role {self.role!r} does not bind this pod's ServiceAccount: add it to the "
+                "role's bound_service_account_names or run the pod as one it binds"
+            )
+        if "namespace not authorized" in reason:
+            return (
+                f"role {self.role!r} does not bind this pod's namespace: add it to the role's "
+                "bound_service_account_namespaces"
+            )
+        if "audience" in reason:
+            return (
+                f"the token's audience is not role {self.role!r}'s audience; the injector "
+                "projects tokens for audience vault"
+            )
+        return (
+            f"Vault could not check the token: auth/{self.mount} must be a kubernetes auth "
+            "mount (secrets-auth-path) whose config reaches this cluster's API server with a "
+            "reviewer allowed to create TokenReviews (system:auth-delegator)"
+        )
 
     def current(self) -> str:
         if self.token is None:

@@ -5,7 +5,9 @@ codes to exceptions the agent can act on: 403 ``Denied`` (bad or expired
 token: log in again), 404 ``NotFound``, 400 ``Rejected`` (don't retry the
 same request), and ``Unavailable`` for what is worth retrying with back-off
 (connection refused or reset, timeouts, 429 standby/rate limited, 503
-sealed, other 5xx). Messages name the path and never a token or a value.
+sealed, other 5xx). Messages name the path and never a token or a value;
+Vault's error texts (multi-line when it joins several) become one bounded
+line, and an answer larger than Vault's own size limit is not read.
 
 While ``deadline`` is set (``--init``), no call waits past it: a Vault that
 accepts connections but never answers cannot hold the init container.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import ssl
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,11 @@ from sidecar.backoff import Deadline
 from sidecar.errors import RetryableSourceError, SourceError
 
 Json = dict[str, Any]
+MAX_ANSWER = 32 << 20  # Vault's default max_request_size: no secret it stores is larger
+MAX_REASONS = 500  # characters of Vault's error text kept in a message
+# Vault joins several errors into one string (go-multierror):
+# "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n".
+_MULTI = re.compile(r"^\d+ errors? occurred:\s*$")
 
 
 class VaultError(SourceError):
@@ -60,6 +68,7 @@ class VaultClient:
     ) -> None:
         self.addr = addr
         self.namespace = namespace
+        self.cacert = cacert
         self.timeout = timeout
         self.deadline: Deadline | None = None
         parts = urlsplit(addr)
@@ -99,7 +108,13 @@ class VaultClient:
             target = f"{self._prefix}/v1/{quote(route, safe='/')}{mark}{query}"
             conn.request(method, target, body=data, headers=headers)
             response = conn.getresponse()
-            raw = response.read()
+            raw = response.read(MAX_ANSWER + 1)
+        except ssl.SSLCertVerificationError as exc:
+            trusted = f"a CA in {self.cacert}" if self.cacert else "a CA the system trusts"
+            raise Unavailable(
+                f"Vault at {self.addr} ({where}): {exc.verify_message or exc}; its certificate "
+                f"must be signed by {trusted} (--vault-cacert / SIDECAR_VAULT_CACERT)"
+            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise Unavailable(f"Vault at {self.addr} unreachable ({where}): {exc}") from exc
         finally:
@@ -107,6 +122,11 @@ class VaultClient:
         status = response.status
         if status == 204:
             return {}
+        if len(raw) > MAX_ANSWER:
+            raise Unavailable(
+                f"Vault at {self.addr} ({where}): answer larger than {MAX_ANSWER >> 20} MiB, "
+                "Vault's own request size limit; not read"
+            )
         try:
             document = json.loads(raw) if raw else {}
         except ValueError:
@@ -115,8 +135,7 @@ class VaultClient:
             document = {}
         if status < 400:
             return document
-        errors = "; ".join(str(e) for e in document.get("errors") or []) or f"HTTP {status}"
-        message = f"{where}: {status} {errors}"
+        message = f"{where}: {status} {reasons(document) or f'HTTP {status}'}"
         if status == 403:
             raise Denied(message, status, document)
         if status == 404:
@@ -124,3 +143,25 @@ class VaultClient:
         if status in (400, 405):
             raise Rejected(message, status, document)
         raise Unavailable(message, status, document)
+
+
+def reasons(document: Json) -> str:
+    """Vault's ``errors`` as one line: "permission denied; invalid token".
+
+    Vault may send a multi-line go-multierror text per error; a message that
+    ends up as a pod's termination message must stay one readable line, and
+    bounded whatever Vault (or something in its place) answers."""
+    errors = document.get("errors")
+    items = errors if isinstance(errors, list) else [errors] if errors else []
+    parts: dict[str, None] = {}  # ordered, without repeats
+    size = 0
+    for item in items:
+        for line in str(item)[:MAX_REASONS].splitlines():
+            text = " ".join(line.strip().removeprefix("* ").split())
+            if text and not _MULTI.match(text):
+                parts[text] = None
+                size += len(text) + 2
+        if size > MAX_REASONS:
+            break
+    joined = "; ".join(parts)
+    return joined if len(joined) <= MAX_REASONS else joined[: MAX_REASONS - 3] + "..."

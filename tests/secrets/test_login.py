@@ -1,0 +1,163 @@
+"""Kubernetes auth as a pod meets it: the right ServiceAccount and audience
+log in; another ServiceAccount, namespace or audience is refused, and the
+init container's last line (its termination message) says why.
+
+Against the real Vault, every login is a TokenReview by the real API server
+of a token it issued (TokenRequest, as the kubelet projects one).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from e2e.postgres import Postgres
+from tests.secrets.backends import Backend, Kube, RealBackend
+from tests.secrets.conftest import REAL, args
+
+SIDECAR = [sys.executable, "-m", "sidecar", "secrets"]
+KV = [{"name": "config", "path": "secret/data/app/config"}]
+
+
+def init(backend: Backend, token: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    token_file = tmp_path / "sa-token"
+    token_file.write_text(token)
+    return subprocess.run(
+        [*SIDECAR, "--init", "--deadline", "2s", *args(backend, token_file, tmp_path, KV)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_bound_service_account_with_audience_vault_logs_in(
+    backend: Backend, tmp_path: Path
+) -> None:
+    result = init(backend, backend.jwt("app", "shop", "vault"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "secrets" / "config").read_text() == "api_key: k-123\nregion: eu\n"
+
+
+REFUSED = (
+    "sidecar secrets: secrets not rendered by the deadline (config): login as role 'app' "
+    "denied at auth/kubernetes: POST auth/kubernetes/login: 403 "
+)
+
+
+@pytest.mark.parametrize(
+    ("service_account", "namespace", "audience", "reason"),
+    [
+        (
+            "other",
+            "shop",
+            "vault",
+            "service account name not authorized (role 'app' does not bind this pod's "
+            "ServiceAccount: add it to the role's bound_service_account_names or run the pod "
+            "as one it binds)",
+        ),
+        (
+            "app",
+            "elsewhere",
+            "vault",
+            "namespace not authorized (role 'app' does not bind this pod's namespace: add it "
+            "to the role's bound_service_account_namespaces)",
+        ),
+        (
+            "app",
+            "shop",
+            "not-vault",
+            "invalid audience (aud) claim: audience claim does not match any expected audience "
+            "(the token's audience is not role 'app''s audience; the injector projects tokens "
+            "for audience vault)",
+        ),
+    ],
+    ids=["service-account", "namespace", "audience"],
+)
+def test_other_identities_are_refused_with_the_reason(
+    backend: Backend,
+    tmp_path: Path,
+    service_account: str,
+    namespace: str,
+    audience: str,
+    reason: str,
+) -> None:
+    """The pod shows one line: what Vault said, and what to change."""
+    result = init(backend, backend.jwt(service_account, namespace, audience), tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == REFUSED + reason
+    assert not (tmp_path / "secrets" / "config").exists()
+
+
+def test_a_token_vault_cannot_check_names_the_mount_and_the_reviewer(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Garbage, a forged signature or a wrong mount: Vault says only "permission denied"."""
+    result = init(backend, "not-a-jwt", tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == REFUSED + (
+        "permission denied (Vault could not check the token: auth/kubernetes must be a "
+        "kubernetes auth mount (secrets-auth-path) whose config reaches this cluster's API "
+        "server with a reviewer allowed to create TokenReviews (system:auth-delegator))"
+    )
+
+
+def test_permission_denied_for_a_path_is_one_line(backend: Backend, tmp_path: Path) -> None:
+    """Vault words a policy refusal over several lines; the pod's message stays one."""
+    token_file = tmp_path / "sa-token"
+    token_file.write_text(backend.jwt())
+    spec = [{"name": "other", "path": "secret/data/other/thing"}]
+    result = subprocess.run(
+        [*SIDECAR, "--init", "--deadline", "1s", *args(backend, token_file, tmp_path, spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "sidecar secrets: secrets not rendered by the deadline (other): permission denied for "
+        "path secret/data/other/thing: role 'app' has no policy that allows it "
+        "(GET secret/data/other/thing: 403 permission denied)"
+    )
+
+
+@REAL
+def test_https_vault_is_trusted_through_the_given_ca_only(
+    kube: Kube, postgres: Postgres, tmp_path: Path
+) -> None:
+    """Real Vault only (the stand-in serves plain HTTP): ``-dev-tls`` makes a CA
+    and a certificate for 127.0.0.1; the agent trusts it through --vault-cacert."""
+    backend = RealBackend(tmp_path / "vault", kube, postgres, tls=True)
+    try:
+        backend.add_role("app", ["app"], ["shop"], ["secret/data/app/"])
+        backend.put_kv2("app/config", {"api_key": "k-tls"})
+        assert backend.addr.startswith("https://127.0.0.1:")
+        result = init(backend, backend.jwt(), tmp_path)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines()[-1] == (
+            "sidecar secrets: secrets not rendered by the deadline (config): Vault at "
+            f"{backend.addr} (POST auth/kubernetes/login): unable to get local issuer "
+            "certificate; its certificate must be signed by a CA the system trusts "
+            "(--vault-cacert / SIDECAR_VAULT_CACERT)"
+        )
+        ca = backend.vault.ca_file
+        token_file = tmp_path / "sa-token"
+        trusted = subprocess.run(
+            [
+                *SIDECAR,
+                "--init",
+                *args(backend, token_file, tmp_path, KV, "--vault-cacert", str(ca)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert trusted.returncode == 0, trusted.stderr
+        assert (tmp_path / "secrets" / "config").read_text() == "api_key: k-tls\n"
+    finally:
+        backend.close()
