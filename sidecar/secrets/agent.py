@@ -8,7 +8,9 @@ changed). What happens next depends on what Vault answered:
   when Vault caps a renewal (max TTL reached) it is re-fetched at about 85%
   of what is left;
 * a lease that cannot be renewed: re-fetched at about 85% of its duration;
-* no lease (KV v1/v2): re-read every ``kv_interval``.
+* no lease (KV v1/v2): re-read every ``kv_interval``, or sooner when Vault
+  says so: KV v1 returns a secret's ``ttl`` key as ``lease_duration`` without
+  a lease, a hint how often to check back (Vault's KV v1 documentation).
 
 A 403 on a read is either a token gone bad or a policy that does not cover
 the path: ``lookup-self`` tells which. A bad token means one more login and
@@ -137,8 +139,11 @@ class Agent:
             share = RENEW_SHARE if item.lease.renewable else REFETCH_SHARE
             item.due = now + duration * share
         else:
+            # No lease (KV). KV v1 answers a secret's ``ttl`` key, else the mount's
+            # default lease TTL, as lease_duration: a hint how often to check back.
             item.lease = None
-            item.due = now + self.settings.kv_interval
+            hint = duration if duration > 0 else float("inf")
+            item.due = now + min(self.settings.kv_interval, hint)
         self.fetches.inc(outcome="ok")
         if changed:
             self.log.info("secret written", secret=spec.name, path=spec.path)

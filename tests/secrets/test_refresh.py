@@ -17,25 +17,28 @@ from sidecar.metrics import Registry
 from sidecar.secrets.main import build, run
 from sidecar.secrets.settings import load
 from standins.vault import VaultStandIn
-from tests.secrets.conftest import Refresher, args
+from tests.secrets.backends import Backend
+from tests.secrets.conftest import Refresher, args, credentials
 from tests.support import ReloadApp, wait_for
 
 
 def test_renewable_lease_is_renewed_at_two_thirds(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
-    vault.add_database_role("app", default_ttl=3, max_ttl=600)
+    backend.add_database_role("app", default_ttl=3, max_ttl=600)
     spec = [{"name": "db", "path": "database/creds/app"}]
-    with Refresher(args(vault, jwt_file, tmp_path, spec)) as agent:
+    with Refresher(args(backend, token_file, tmp_path, spec)) as agent:
         wait_for(
-            lambda: vault.count("PUT", "/v1/sys/leases/renew") >= 2, timeout=15, what="two renewals"
+            lambda: backend.count("PUT", "sys/leases/renew") >= 2, timeout=15, what="two renewals"
         )
-        issued = vault.times("GET", "/v1/database/creds/app")[0]
-        first, second = vault.times("PUT", "/v1/sys/leases/renew")[:2]
+        issued = backend.times("GET", "database/creds/app")[0]
+        first, second = backend.times("PUT", "sys/leases/renew")[:2]
         assert 1.5 <= first - issued <= 2.7  # 2/3 of 3 s, before expiry
         assert 1.5 <= second - first <= 2.7
-        assert vault.count("GET", "/v1/database/creds/app") == 1  # same credentials kept
+        assert backend.count("GET", "database/creds/app") == 1  # same credentials kept
         assert 'sidecar_secrets_renewals_total{kind="lease"}' in agent.metrics()
+        username, password = credentials(tmp_path / "secrets" / "db")
+        assert backend.database_login(username, password)  # still valid after two renewals
 
 
 def test_non_renewable_lease_is_refetched_before_expiry(
@@ -54,40 +57,43 @@ def test_non_renewable_lease_is_refetched_before_expiry(
 
 
 def test_capped_renewal_leads_to_a_refetch(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
-    vault.add_database_role("app", default_ttl=3, max_ttl=4)
+    backend.add_database_role("app", default_ttl=3, max_ttl=4)
     spec = [{"name": "db", "path": "database/creds/app"}]
-    with Refresher(args(vault, jwt_file, tmp_path, spec)):
+    with Refresher(args(backend, token_file, tmp_path, spec)):
+        first = credentials(tmp_path / "secrets" / "db")
         wait_for(
-            lambda: vault.count("GET", "/v1/database/creds/app") >= 2,
+            lambda: backend.count("GET", "database/creds/app") >= 2,
             timeout=15,
             what="re-fetch after the capped renewal",
         )
-        assert vault.count("PUT", "/v1/sys/leases/renew") == 1
+        assert backend.count("PUT", "sys/leases/renew") == 1
+        wait_for(lambda: credentials(tmp_path / "secrets" / "db") != first, what="new file")
+        assert backend.database_login(*credentials(tmp_path / "secrets" / "db"))
 
 
 def test_expired_token_leads_to_exactly_one_relogin(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, app: ReloadApp
+    backend: Backend, token_file: Path, tmp_path: Path, app: ReloadApp
 ) -> None:
     spec = [{"name": "config", "path": "secret/data/app/config"}]
-    argv = args(vault, jwt_file, tmp_path, spec, "--kv-interval", "1s", "--reload", app.url)
+    argv = args(backend, token_file, tmp_path, spec, "--kv-interval", "1s", "--reload", app.url)
     with Refresher(argv) as agent:
-        assert vault.count("POST", "/v1/auth/kubernetes/login") == 1
-        reads = vault.count("GET", "/v1/secret/data/app/config")
-        vault.expire_tokens()
+        assert backend.count("POST", "auth/kubernetes/login") == 1
+        reads = backend.count("GET", "secret/data/app/config")
+        backend.expire_tokens()
         wait_for(
-            lambda: vault.count("GET", "/v1/secret/data/app/config") >= reads + 3,
+            lambda: backend.count("GET", "secret/data/app/config") >= reads + 3,
             timeout=15,
             what="reads after the expiry",
         )
-        assert vault.count("POST", "/v1/auth/kubernetes/login") == 2
+        assert backend.count("POST", "auth/kubernetes/login") == 2
         assert "sidecar_secrets_relogins_total 1" in agent.metrics()
         assert app.calls == 0  # unchanged re-reads never reload the app
-        vault.put_kv2("app/config", {"api_key": "k-456", "region": "eu"})
+        backend.put_kv2("app/config", {"api_key": "k-456", "region": "eu"})
         wait_for(lambda: app.calls == 1, what="one reload for the change")
         wait_for(
-            lambda: vault.count("GET", "/v1/secret/data/app/config") >= reads + 6,
+            lambda: backend.count("GET", "secret/data/app/config") >= reads + 6,
             timeout=15,
             what="more unchanged reads",
         )
@@ -95,35 +101,64 @@ def test_expired_token_leads_to_exactly_one_relogin(
         assert (tmp_path / "secrets" / "config").read_text().startswith("api_key: k-456")
 
 
-def test_refresher_adopts_the_init_handoff(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+def test_kv1_ttl_sets_how_often_it_is_read_again(
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
-    vault.add_database_role("app", default_ttl=30, max_ttl=600)
+    """KV v1 answers a secret's ttl as lease_duration without a lease: a hint to
+    check back that often. Sooner than --kv-interval, it wins."""
+    backend.put_kv1("app/short", {"user": "u", "ttl": "2s"})
+    spec = [
+        {"name": "short", "path": "kv/app/short"},
+        {"name": "legacy", "path": "kv/app/legacy"},  # ttl 1h
+        {"name": "config", "path": "secret/data/app/config"},  # KV v2: no hint
+    ]
+    with Refresher(args(backend, token_file, tmp_path, spec, "--kv-interval", "1h")):
+        wait_for(lambda: backend.count("GET", "kv/app/short") >= 3, timeout=15, what="re-reads")
+        first, second, third = backend.times("GET", "kv/app/short")[:3]
+        assert 1.8 <= second - first <= 3.0
+        assert 1.8 <= third - second <= 3.0
+        assert backend.count("GET", "kv/app/legacy") == 1
+        assert backend.count("GET", "secret/data/app/config") == 1
+
+
+def test_refresher_adopts_the_init_handoff(
+    backend: Backend, token_file: Path, tmp_path: Path
+) -> None:
+    backend.add_database_role("app", default_ttl=30, max_ttl=600)
     spec = [{"name": "db", "path": "database/creds/app"}]
-    init = load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={})
+    init = load(args(backend, token_file, tmp_path, spec, "--init"), environ={})
     assert run(init, StopEvent()) == 0
     creds = (tmp_path / "secrets" / "db").read_text()
-    with Refresher(args(vault, jwt_file, tmp_path, spec, "--revoke-on-exit", "true")):
-        assert vault.count("POST", "/v1/auth/kubernetes/login") == 1  # token reused
-        assert vault.count("GET", "/v1/database/creds/app") == 1  # no second credentials
+    with Refresher(args(backend, token_file, tmp_path, spec, "--revoke-on-exit", "true")):
+        assert backend.count("POST", "auth/kubernetes/login") == 1  # token reused
+        assert backend.count("GET", "database/creds/app") == 1  # no second credentials
         assert (tmp_path / "secrets" / "db").read_text() == creds
-    assert vault.count("POST", "/v1/auth/token/revoke-self") == 1
+    assert backend.count("POST", "auth/token/revoke-self") == 1
+    # Revoking the token revoked the lease it created: the database user is gone.
+    username, password = credentials(tmp_path / "secrets" / "db")
+    wait_for(lambda: not backend.database_user_exists(username), what="the user dropped")
+    assert not backend.database_login(username, password)
 
 
 def test_tokens_and_values_never_reach_the_log(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    backend: Backend, token_file: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     spec = [{"name": "config", "path": "secret/data/app/config"}]
-    argv = args(vault, jwt_file, tmp_path, spec, "--kv-interval", "1s", "--log-level", "debug")
+    argv = args(backend, token_file, tmp_path, spec, "--kv-interval", "1s", "--log-level", "debug")
+    tokens = []
     with Refresher(argv):
-        vault.expire_tokens()
-        wait_for(lambda: vault.count("POST", "/v1/auth/kubernetes/login") == 2, what="relogin")
+        wait_for(lambda: (tmp_path / "state" / "handoff.json").exists(), what="a hand-off")
+        tokens.append(json.loads((tmp_path / "state" / "handoff.json").read_text())["token"])
+        backend.expire_tokens()
+        wait_for(lambda: backend.count("POST", "auth/kubernetes/login") == 2, what="relogin")
+    tokens.append(json.loads((tmp_path / "state" / "handoff.json").read_text())["token"])
     logged = capfd.readouterr().err
     assert "token refused; logging in again" in logged
-    for token in vault.state.tokens:
-        assert token not in logged
+    assert tokens[0]["value"] != tokens[1]["value"]
+    for token in tokens:
+        assert token["value"] not in logged
     assert "k-123" not in logged
-    assert jwt_file.read_text() not in logged
+    assert token_file.read_text() not in logged
 
 
 def test_reader_never_sees_a_partial_secret_across_1000_rewrites(
@@ -168,20 +203,21 @@ def test_reader_never_sees_a_partial_secret_across_1000_rewrites(
 
 
 def test_refresher_is_ready_on_the_init_files_while_vault_is_down(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
     spec = [{"name": "config", "path": "secret/data/app/config"}]
-    assert run(load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={}), StopEvent()) == 0
-    vault.stop()
-    with Refresher(args(vault, jwt_file, tmp_path, spec, "--kv-interval", "1s")) as agent:
+    init = load(args(backend, token_file, tmp_path, spec, "--init"), environ={})
+    assert run(init, StopEvent()) == 0
+    backend.stop()
+    with Refresher(args(backend, token_file, tmp_path, spec, "--kv-interval", "1s")) as agent:
         assert agent.ready() == 200  # the app can read the file: the pod stays ready
         wait_for(
             lambda: 'sidecar_secrets_fetches_total{outcome="error"}' in agent.metrics(),
             what="a failed re-read",
         )
         assert agent.ready() == 200
-        vault.put_kv2("app/config", {"api_key": "k-789", "region": "eu"})
-        vault.start()
+        backend.start()  # a real dev server comes back empty: set up again
+        backend.put_kv2("app/config", {"api_key": "k-789", "region": "eu"})
         wait_for(
             lambda: "k-789" in (tmp_path / "secrets" / "config").read_text(),
             timeout=15,
