@@ -20,7 +20,8 @@ from sidecar.metrics import Registry
 from sidecar.secrets.main import build
 from sidecar.secrets.settings import load
 from standins.vault import VaultStandIn, make_jwt
-from tests.secrets.conftest import Refresher, args
+from tests.secrets.backends import Backend
+from tests.secrets.conftest import Refresher, args, credentials
 from tests.support import ReloadApp, wait_for
 
 SIDECAR = [sys.executable, "-m", "sidecar", "secrets"]
@@ -29,47 +30,48 @@ DB = {"name": "db", "path": "database/creds/app"}
 
 
 def test_token_renewed_at_two_thirds_then_replaced_when_capped(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, app: ReloadApp
+    backend: Backend, token_file: Path, tmp_path: Path, app: ReloadApp
 ) -> None:
-    vault.add_role("app", ["app"], ["shop"], ["database/creds/"], token_ttl=3, token_max_ttl=6)
-    vault.add_database_role("app", default_ttl=600, max_ttl=6000)
-    argv = args(vault, jwt_file, tmp_path, [DB], "--reload", app.url)
+    backend.add_role("app", ["app"], ["shop"], ["database/creds/"], token_ttl=3, token_max_ttl=6)
+    backend.add_database_role("app", default_ttl=600, max_ttl=6000)
+    argv = args(backend, token_file, tmp_path, [DB], "--reload", app.url)
     with Refresher(argv) as agent:
-        creds = (tmp_path / "secrets" / "db").read_text()
+        creds = credentials(tmp_path / "secrets" / "db")
         wait_for(
-            lambda: vault.count("POST", "/v1/auth/kubernetes/login") >= 2,
+            lambda: backend.count("POST", "auth/kubernetes/login") >= 2,
             timeout=15,
             what="a new login once renewals are capped",
         )
-        first_login, second_login = vault.times("POST", "/v1/auth/kubernetes/login")[:2]
-        renewals = vault.times("POST", "/v1/auth/token/renew-self")
+        first_login, second_login = backend.times("POST", "auth/kubernetes/login")[:2]
+        renewals = backend.times("POST", "auth/token/renew-self")
         assert 1.5 <= renewals[0] - first_login <= 2.7  # 2/3 of 3 s
         assert second_login - first_login < 6  # before the first token's max TTL
         # The leases of the first token end with it: the credentials are fetched
         # anew under the new token, and the app is told once.
-        wait_for(lambda: vault.count("GET", "/v1/database/creds/app") == 2, what="re-fetch")
-        assert vault.times("GET", "/v1/database/creds/app")[1] >= second_login
+        wait_for(lambda: backend.count("GET", "database/creds/app") == 2, what="re-fetch")
+        assert backend.times("GET", "database/creds/app")[1] >= second_login
         wait_for(lambda: app.calls == 1, what="one reload for the new credentials")
-        assert (tmp_path / "secrets" / "db").read_text() != creds
+        assert credentials(tmp_path / "secrets" / "db") != creds
+        assert backend.database_login(*credentials(tmp_path / "secrets" / "db"))
+        wait_for(lambda: not backend.database_login(*creds), what="the first user gone")
         assert 'sidecar_secrets_renewals_total{kind="token"}' in agent.metrics()
-    assert vault.count("PUT", "/v1/sys/leases/renew") == 0  # never renewed a dead lease
+    assert backend.count("PUT", "sys/leases/renew") == 0  # never renewed a dead lease
 
 
 def test_expired_token_relogs_in_once_and_refetches_leased_secrets(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, app: ReloadApp
+    backend: Backend, token_file: Path, tmp_path: Path, app: ReloadApp
 ) -> None:
-    vault.add_database_role("app", default_ttl=600, max_ttl=6000)
-    argv = args(vault, jwt_file, tmp_path, [KV, DB], "--kv-interval", "1s", "--reload", app.url)
+    backend.add_database_role("app", default_ttl=600, max_ttl=6000)
+    argv = args(backend, token_file, tmp_path, [KV, DB], "--kv-interval", "1s", "--reload", app.url)
     with Refresher(argv) as agent:
-        lease = vault.active_leases()
-        vault.expire_tokens()  # Vault revokes the lease with the token
-        assert vault.active_leases() == []
-        wait_for(lambda: vault.count("GET", "/v1/database/creds/app") == 2, what="re-fetch")
+        first = credentials(tmp_path / "secrets" / "db")
+        backend.expire_tokens()  # Vault revokes the lease with the token
+        wait_for(lambda: not backend.database_user_exists(first[0]), what="the user dropped")
+        wait_for(lambda: backend.count("GET", "database/creds/app") == 2, what="re-fetch")
         wait_for(lambda: app.calls == 1, what="one reload")
-        assert vault.count("POST", "/v1/auth/kubernetes/login") == 2
+        assert backend.count("POST", "auth/kubernetes/login") == 2
         assert "sidecar_secrets_relogins_total 1" in agent.metrics()
-        assert vault.active_leases() != lease
-        assert len(vault.active_leases()) == 1
+        assert backend.database_login(*credentials(tmp_path / "secrets" / "db"))
 
 
 def test_jwt_is_read_again_for_every_login(
@@ -85,21 +87,21 @@ def test_jwt_is_read_again_for_every_login(
 
 
 def test_policy_denial_is_not_mistaken_for_a_bad_token(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    backend: Backend, token_file: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     denied = {"name": "other", "path": "secret/data/other/thing"}
-    argv = args(vault, jwt_file, tmp_path, [KV, denied], "--log-level", "warning")
+    argv = args(backend, token_file, tmp_path, [KV, denied], "--log-level", "warning")
     with Refresher(argv, wait_ready=False) as agent:
         wait_for(
-            lambda: vault.count("GET", "/v1/secret/data/other/thing") >= 3,
+            lambda: backend.count("GET", "secret/data/other/thing") >= 3,
             timeout=15,
             what="three refused reads",
         )
         assert agent.ready() == 503  # not every secret is there
         assert (tmp_path / "secrets" / "config").exists()
-        assert vault.count("POST", "/v1/auth/kubernetes/login") == 1
+        assert backend.count("POST", "auth/kubernetes/login") == 1
         assert "sidecar_secrets_relogins_total 0" in agent.metrics()
-        reads = vault.times("GET", "/v1/secret/data/other/thing")
+        reads = backend.times("GET", "secret/data/other/thing")
         assert reads[2] - reads[1] > reads[1] - reads[0] >= 0.7  # backing off
     logged = capfd.readouterr().err
     assert "permission denied for path secret/data/other/thing: role 'app'" in logged
@@ -180,10 +182,10 @@ def test_init_gives_up_on_a_slow_vault_at_its_deadline(
 
 
 def test_init_waits_for_vault_to_come_up(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
-    vault.stop()  # connection refused
-    argv = args(vault, jwt_file, tmp_path, [KV])
+    backend.stop()  # connection refused
+    argv = args(backend, token_file, tmp_path, [KV])
     argv[argv.index("--log-level") + 1] = "warning"
     process = subprocess.Popen(
         [*SIDECAR, "--init", "--deadline", "30s", *argv], stderr=subprocess.PIPE, text=True
@@ -193,7 +195,7 @@ def test_init_waits_for_vault_to_come_up(
         line = process.stderr.readline()
         assert "secrets not ready; retrying" in line
         assert "Connection refused" in line
-        vault.start()
+        backend.start()
         assert process.wait(timeout=30) == 0
     finally:
         process.kill()
@@ -202,15 +204,15 @@ def test_init_waits_for_vault_to_come_up(
 
 
 def test_deleted_and_missing_secrets_are_named(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
-    vault.delete_kv2("app/config")
-    settings = load(args(vault, jwt_file, tmp_path, [KV], "--init"), environ={})
+    backend.delete_kv2("app/config")
+    settings = load(args(backend, token_file, tmp_path, [KV], "--init"), environ={})
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
     with pytest.raises(SourceError, match=r"secret/data/app/config: version 1 was deleted at "):
-        agent.render_all(Deadline.after(0.3), StopEvent())
+        agent.render_all(Deadline.after(1.5), StopEvent())
     missing = [{"name": "m", "path": "secret/data/app/missing"}]
-    settings = load(args(vault, jwt_file, tmp_path, missing, "--init"), environ={})
+    settings = load(args(backend, token_file, tmp_path, missing, "--init"), environ={})
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
     with pytest.raises(SourceError, match=r"no secret at secret/data/app/missing \(404\)"):
-        agent.render_all(Deadline.after(0.3), StopEvent())
+        agent.render_all(Deadline.after(1.5), StopEvent())

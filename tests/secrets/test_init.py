@@ -1,4 +1,4 @@
-"""``sidecar secrets --init`` against the Vault stand-in: files, modes, failures."""
+"""``sidecar secrets --init``: files, modes, failures (against both backends where both serve)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from sidecar.metrics import Registry
 from sidecar.secrets.main import build
 from sidecar.secrets.settings import load
 from standins.vault import VaultStandIn
+from tests.secrets.backends import Backend
 from tests.secrets.conftest import args
 from tests.support import free_port
 
@@ -36,10 +37,10 @@ ALL = [
 
 
 def test_init_renders_every_kind_of_secret(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
     result = subprocess.run(
-        [*SIDECAR, "--init", "--deadline", "5s", *args(vault, jwt_file, tmp_path, ALL)],
+        [*SIDECAR, "--init", "--deadline", "5s", *args(backend, token_file, tmp_path, ALL)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -50,27 +51,29 @@ def test_init_renders_every_kind_of_secret(
     assert (out / "config").read_text() == "api_key: k-123\nregion: eu\n"
     assert json.loads((out / "config.json").read_text()) == {"api_key": "k-123", "region": "eu"}
     assert (out / "legacy").read_text() == "ttl: 1h\nuser: old\n"
-    assert (out / "db").read_text().startswith("postgres://v-k8s-app-")
+    username, password = (out / "db").read_text()[len("postgres://") :].split("@")[0].split(":")
+    assert backend.database_login(username, password)  # the user really exists
     for name in ("config", "db"):
         assert (out / name).stat().st_mode & 0o777 == 0o444  # no fsGroup: world-readable
-    assert vault.count("POST", "/v1/auth/kubernetes/login") == 1
+    assert backend.count("POST", "auth/kubernetes/login") == 1
     handoff = json.loads((tmp_path / "state" / "handoff.json").read_text())
     assert handoff["leases"]["db"]["lease_id"].startswith("database/creds/app/")
     assert (tmp_path / "state" / "handoff.json").stat().st_mode & 0o777 == 0o600
     token = handoff["token"]["value"]
     assert token not in result.stderr
     assert "k-123" not in result.stderr
+    assert password not in result.stderr
 
 
 def test_ten_secrets_with_file_group_and_mode(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
     specs = [{"name": f"s{i}", "path": "secret/data/app/config"} for i in range(10)]
     specs[0]["mode"] = "0400"
     settings = load(
         args(
-            vault,
-            jwt_file,
+            backend,
+            token_file,
             tmp_path,
             specs,
             "--init",
@@ -87,10 +90,10 @@ def test_ten_secrets_with_file_group_and_mode(
     assert (out / "s1").stat().st_mode & 0o777 == 0o440
 
 
-def test_missing_template_key_names_it(vault: VaultStandIn, jwt_file: Path, tmp_path: Path) -> None:
+def test_missing_template_key_names_it(backend: Backend, token_file: Path, tmp_path: Path) -> None:
     spec = [{"name": "c", "path": "secret/data/app/config", "template": "{{ data.password }}"}]
     result = subprocess.run(
-        [*SIDECAR, "--init", "--deadline", "1s", *args(vault, jwt_file, tmp_path, spec)],
+        [*SIDECAR, "--init", "--deadline", "1s", *args(backend, token_file, tmp_path, spec)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -138,18 +141,20 @@ def test_vault_down_fails_within_the_deadline(jwt_file: Path, tmp_path: Path) ->
 
 
 def test_role_rejected_and_permission_denied_are_named(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
     spec = [{"name": "c", "path": "secret/data/app/config"}]
-    settings = load(args(vault, jwt_file, tmp_path, spec, "--init", "--role", "nope"), environ={})
+    settings = load(
+        args(backend, token_file, tmp_path, spec, "--init", "--role", "nope"), environ={}
+    )
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
     with pytest.raises(SourceError, match="role 'nope' rejected by auth/kubernetes"):
-        agent.render_all(Deadline.after(0.5), StopEvent())
+        agent.render_all(Deadline.after(1.5), StopEvent())
     spec = [{"name": "c", "path": "secret/data/other/thing"}]
-    settings = load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={})
+    settings = load(args(backend, token_file, tmp_path, spec, "--init"), environ={})
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
     with pytest.raises(SourceError, match="permission denied for path secret/data/other/thing"):
-        agent.render_all(Deadline.after(0.5), StopEvent())
+        agent.render_all(Deadline.after(1.5), StopEvent())
 
 
 def test_sealed_and_standby_are_retried_until_they_clear(
@@ -197,15 +202,15 @@ def test_bad_secret_specs_are_usage_errors(value: str, message: str) -> None:
 
 
 def test_paths_the_injector_accepts_and_versions_are_read(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
-    vault.put_kv2("app/team@eu=1+2", {"k": "first"})
-    vault.put_kv2("app/team@eu=1+2", {"k": "second"})
+    backend.put_kv2("app/team@eu=1+2", {"k": "first"})
+    backend.put_kv2("app/team@eu=1+2", {"k": "second"})
     spec = [
         {"name": "latest", "path": "secret/data/app/team@eu=1+2"},
         {"name": "pinned", "path": "/secret/data/app/team@eu=1+2?version=1"},
     ]
-    settings = load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={})
+    settings = load(args(backend, token_file, tmp_path, spec, "--init"), environ={})
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
     agent.render_all(Deadline.after(5), StopEvent())
     assert (tmp_path / "secrets" / "latest").read_text() == "k: second\n"
