@@ -1,4 +1,4 @@
-"""``python -m bench [--only webhook|proxy|capture|mesh|agents] [--quick] [--out DIR]``.
+"""``python -m bench [--only webhook|proxy|capture|mesh|agents|logs] [--quick] [--out DIR]``.
 
 Runs the sections in order (each bounded in time, loopback only), prints the
 table, and writes ``DIR/latest.json`` and ``DIR/latest.md`` (default
@@ -18,12 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import agents, capture, mesh, proxy, tools, webhook
+from bench import agents, capture, logs, mesh, proxy, tools, webhook
 from bench.errors import BenchError
 from bench.processes import load_average
 from bench.report import Measure, Report
 
-SECTIONS = ("webhook", "proxy", "capture", "mesh", "agents")
+SECTIONS = ("webhook", "proxy", "capture", "mesh", "agents", "logs")
 RESULTS = Path(__file__).resolve().parent / "results"
 Section = Callable[[Path, bool, dict[str, str]], tuple[list[Measure], dict[str, Any]]]
 
@@ -40,6 +40,7 @@ RUNNERS: dict[str, Section] = {
     "capture": capture.run,
     "mesh": mesh.run,
     "agents": _agents,
+    "logs": lambda workdir, quick, paths: logs.run(workdir, quick),
 }
 NEEDS: dict[str, list[str]] = {
     "webhook": ["hey"],
@@ -47,6 +48,7 @@ NEEDS: dict[str, list[str]] = {
     "capture": ["wrk", "nginx"],
     "mesh": ["wrk", "nginx"],
     "agents": [],
+    "logs": [],
 }
 
 

@@ -94,7 +94,7 @@ def _round(value: float | None, digits: int) -> float | None:
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    if unit in ("req/s", "reviews/s"):
+    if unit in ("req/s", "reviews/s", "lines/s"):
         text = f"{value:,.0f}"
     elif unit == "ms":
         text = f"{value:.2f}" if value < 10 else f"{value:.1f}"

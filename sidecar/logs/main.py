@@ -3,7 +3,7 @@
 1. Read flags and ``SIDECAR_LOGS_*`` variables once (``settings.load``); a bad
    value exits 2 naming it. The state volume must be writable (exit 1 if not).
 2. Serve /healthz, /ready (200 once the last run's positions are resumed),
-   /metrics and POST /quitquitquit on the agent address (15023).
+   /metrics and POST /quitquitquit on the agent address (15024).
 3. Follow the files, ship batches, checkpoint positions after each
    acknowledgement, until SIGTERM/SIGINT or /quitquitquit; then drain for at
    most ``--drain-timeout`` and exit 0 (an error line names what was left).

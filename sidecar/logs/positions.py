@@ -17,11 +17,10 @@ the copy carries on the old one (same bytes at the same offsets).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import secrets
 import threading
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,13 @@ FINGERPRINT = 1024  # bytes of a file's head that identify its content
 
 
 def fingerprint(head: bytes) -> str:
-    return hashlib.blake2b(head, digest_size=12).hexdigest()
+    """CRC-32 and Adler-32 of the head (zlib is loaded for gzip anyway; hashlib
+    would load OpenSSL at start-up). A file is also matched by inode and size."""
+    return f"{zlib.crc32(head):08x}{zlib.adler32(head):08x}"
 
 
 def new_fid() -> str:
-    return secrets.token_hex(6)
+    return os.urandom(6).hex()
 
 
 @dataclass

@@ -22,7 +22,7 @@ from contract.units import parse_address, parse_bool, parse_duration
 from sidecar.errors import UsageError
 from sidecar.options import ArgumentParser, convert, flag
 
-AGENT_PORT = 15023
+AGENT_PORT = 15024
 LOG_LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 LONG_LINES = ("split", "truncate")

@@ -101,7 +101,7 @@ def test_load_reads_flags_then_variables_then_defaults(tmp_path: Path) -> None:
     assert settings.files == ("*.txt",)
     assert settings.path == "/var/log/app"
     assert settings.max_line == 32 * 1024
-    assert settings.agent == ("0.0.0.0", 15023)
+    assert settings.agent == ("0.0.0.0", 15024)
     assert settings.identity.labels == (("app", "shop"),)  # an empty label is left out
     assert (settings.identity.namespace, settings.identity.pod) == ("prod", "shop-1")
 
