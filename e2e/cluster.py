@@ -341,6 +341,10 @@ class ControlPlane:
                 # Watches on these go straight to etcd, so compacting etcd expires
                 # them (410 Gone), as the watch-cache window does in a busy cluster.
                 "--watch-cache-sizes=configmaps#0,secrets#0",
+                # Pod Certificates (beta, off by default in 1.36): the mesh signer's
+                # second front door is tested against the real API and its validation.
+                "--feature-gates=PodCertificateRequest=true",
+                "--runtime-config=certificates.k8s.io/v1beta1/podcertificaterequests=true",
                 "--profiling=false",
                 "--v=1",
             ],

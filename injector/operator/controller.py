@@ -166,6 +166,8 @@ class Operator:
             if not await self.profiles.initial_list(self.stop):
                 return
             self._publish_settings()
+            if self.mesh is not None:
+                await self.mesh.register(self.registry)
             await self._run_kopf()
         finally:
             log.debug("operator stopping: background loops, then the Lease")

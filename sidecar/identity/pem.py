@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import re
 
@@ -58,3 +59,51 @@ def serial(der: bytes) -> int:
     if tag != 0x02 or content + length > len(der):
         raise ValueError("no serial number where expected")
     return int.from_bytes(der[content : content + length], "big", signed=False)
+
+
+def _skip(data: bytes, at: int) -> int:
+    """The offset just after the DER element at ``at``."""
+    _, content, length = _header(data, at)
+    return content + length
+
+
+def _time(data: bytes, at: int) -> dt.datetime:
+    tag, content, length = _header(data, at)
+    if content + length > len(data):
+        raise ValueError("truncated certificate time")
+    text = data[content : content + length].decode("ascii")
+    if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ
+        year = int(text[:2])
+        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+    elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
+        raise ValueError("no certificate time where expected")
+    return dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=dt.UTC)
+
+
+def validity(der: bytes) -> tuple[dt.datetime, dt.datetime]:
+    """(notBefore, notAfter): tbsCertificate -> version? serial signature issuer validity."""
+    _, start, _ = _header(der, 0)
+    _, at, _ = _header(der, start)  # inside tbsCertificate
+    if _header(der, at)[0] == 0xA0:
+        at = _skip(der, at)
+    for _ in range(3):  # serial, signature algorithm, issuer
+        at = _skip(der, at)
+    tag, content, _ = _header(der, at)
+    if tag != 0x30:
+        raise ValueError("no validity where expected")
+    not_before = _time(der, content)
+    return not_before, _time(der, _skip(der, content))
+
+
+_KEY = re.compile(
+    rb"-----BEGIN (?:EC |)PRIVATE KEY-----.*?-----END (?:EC |)PRIVATE KEY-----\s*", re.S
+)
+
+
+def split_credentials(bundle: bytes) -> tuple[bytes, bytes]:
+    """A kubelet credential bundle (the key, then the chain) -> (key PEM, chain PEM)."""
+    key = _KEY.search(bundle)
+    chain = b"".join(m.group(0) + b"\n" for m in _BLOCK.finditer(bundle))
+    if key is None or not chain:
+        raise ValueError("expected a PEM private key followed by PEM certificates")
+    return key.group(0).strip() + b"\n", chain

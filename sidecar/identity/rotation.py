@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.backoff import Backoff
-from sidecar.errors import IdentityError, UsageError
+from sidecar.errors import UsageError
 from sidecar.files import write_atomic
 from sidecar.identity import pem, protocol
+from sidecar.identity.bundle import TrustBundle
 from sidecar.log import Logger
 from sidecar.metrics import Registry
 from sidecar.proxy import mesh_tls
@@ -73,13 +74,9 @@ class IdentityKeeper:
         self.log = log
         self.admin = admin
         self.current: Certificate | None = None
-        self.trust_generation = -1
-        self.trust_serials: frozenset[int] = frozenset()
-        self.trusted: tuple[str, ...] = ()
-        self.reported: tuple[str, ...] = ()
+        self.trust = TrustBundle(mesh, log, registry, admin)
         self.problem = "waiting for the first certificate"
         self.served_serial: int | None = None
-        self._trust_seen: bytes | None = None
         self.backoff = Backoff(initial=1.0, maximum=30.0)
         self.thread: threading.Thread | None = None
         m = registry
@@ -98,10 +95,6 @@ class IdentityKeeper:
             "mesh_issuance_seconds", "Last issuance: CSR sent to certificate on disk"
         )
         self.skew = m.gauge("mesh_clock_skew_seconds", "The signer's clock minus this node's")
-        self.generation = m.gauge("mesh_trust_bundle_generation", "Generation of the trust bundle")
-        self.reports = m.counter(
-            "mesh_trust_reports_total", "Trust reports sent to the operator", ("outcome",)
-        )
         self.served = m.gauge(
             "mesh_certificate_served", "1 while Envoy serves the current certificate"
         )
@@ -119,7 +112,7 @@ class IdentityKeeper:
             "signer_ca": str(m.signer_ca),
             "token_file": str(m.token_file),
             "cert_file": str(m.cert_file),
-            "trusted_roots": list(self.trusted),
+            "trusted_roots": list(self.trust.trusted),
         }
 
     def _run_issue(self) -> dict[str, Any]:
@@ -147,6 +140,8 @@ class IdentityKeeper:
 
     def renew(self) -> bool:
         """One issuance; True when a new certificate is on disk."""
+        if self.mesh.pod_credentials is not None:
+            return self._from_credentials()
         result = self._run_issue()
         if "error" in result:
             self._failed(result)
@@ -161,7 +156,7 @@ class IdentityKeeper:
         )
         refresh_at = min(max(refresh_at, not_before), not_after)
         self.current = Certificate(int(result["serial"], 16), not_before, not_after, refresh_at)
-        self.apply_trust(
+        self.trust.apply(
             str(result["trustBundle"]).encode(), int(result["trustGeneration"]), "signer"
         )
         self.expiry.set(not_after.timestamp())
@@ -190,6 +185,36 @@ class IdentityKeeper:
         )
         return True
 
+    def _from_credentials(self) -> bool:
+        """Pod Certificates: the kubelet wrote key + chain (and renews them itself);
+        take them into Envoy's SDS file when they changed."""
+        path = self.mesh.pod_credentials
+        assert path is not None
+        try:
+            bundle = path.read_bytes()
+            key, chain = pem.split_credentials(bundle)
+            der = pem.certificates(chain)[0]
+            serial = pem.serial(der)
+            not_before, not_after = pem.validity(der)
+        except (OSError, ValueError) as exc:
+            self._failed({"error": "PodCredentials", "message": f"{path}: {exc}"})
+            return False
+        if self.current is not None and self.current.serial == serial:
+            return True
+        write_atomic(self.mesh.cert_file, mesh_tls.sds_certificate(chain, key), mode=0o400)
+        # The kubelet refreshes from beginRefreshAt on; look again every poll.
+        self.current = Certificate(serial, not_before, not_after, not_after)
+        self.expiry.set(not_after.timestamp())
+        self.renewals.inc(outcome="issued")
+        self.problem = ""
+        self.log.info(
+            "mesh: certificate from the kubelet",
+            identity=self.mesh.identity.uri,
+            serial=f"{serial:x}",
+            not_after=not_after.isoformat(),
+        )
+        return True
+
     def _failed(self, result: dict[str, Any]) -> None:
         reason = str(result.get("error") or "Unknown")
         message = str(result.get("message") or "")
@@ -207,82 +232,6 @@ class IdentityKeeper:
             fix=_fix(reason),
         )
 
-    # -- trust bundle -----------------------------------------------------
-
-    def apply_trust(self, bundle: bytes, generation: int, source: str) -> bool:
-        """Swap in ``bundle`` if it is newer than the one Envoy has."""
-        if generation <= self.trust_generation and self.mesh.trust_file.exists():
-            return False
-        try:
-            ders = pem.certificates(bundle)
-            serials = frozenset(pem.serial(d) for d in ders)
-        except ValueError as exc:
-            self.log.warning(
-                "mesh: trust bundle unreadable, kept the current one", source=source, error=str(exc)
-            )
-            return False
-        if not ders:
-            self.log.warning(
-                "mesh: trust bundle has no certificate, kept the current one", source=source
-            )
-            return False
-        write_atomic(self.mesh.trust_file, mesh_tls.sds_trust(bundle), mode=0o444)
-        self.trust_generation = generation
-        self.trust_serials = serials
-        self.trusted = tuple(pem.fingerprint(d) for d in ders)
-        self.generation.set(generation)
-        self.log.info("mesh: trust bundle", generation=generation, roots=len(ders), source=source)
-        return True
-
-    def poll_trust_file(self) -> None:
-        """The ConfigMap's roots (``roots.pem`` + ``generation``), when they changed."""
-        path = self.mesh.trust_bundle
-        try:
-            bundle = path.read_bytes()
-            generation = int((path.parent / "generation").read_text().strip() or 0)
-        except (OSError, ValueError):
-            return
-        if bundle == self._trust_seen:
-            return
-        self._trust_seen = bundle
-        self.apply_trust(bundle, generation, str(path))
-
-    def envoy_trusts_all(self) -> bool:
-        try:
-            status, body = self.admin.get("/certs")
-            document = json.loads(body) if status == 200 else {}
-        except (AdminError, ValueError):
-            return False
-        listed = {
-            int(entry.get("serial_number", "0"), 16)
-            for item in document.get("certificates", [])
-            for entry in item.get("ca_cert", [])
-        }
-        return bool(self.trust_serials) and self.trust_serials <= listed
-
-    def report_trust(self) -> None:
-        """Tell the operator which roots Envoy now trusts (once per change)."""
-        if self.trusted == self.reported or self.mesh.signer is None or not self.envoy_trusts_all():
-            return
-        document = {
-            "pod": {"namespace": self.mesh.identity.namespace, "name": self.mesh.pod_name},
-            "trustedRoots": list(self.trusted),
-        }
-        try:
-            token = protocol.read_token(self.mesh.token_file)
-            protocol.post(
-                self.mesh.signer, protocol.TRUST_REPORTS, document, token, self.mesh.signer_ca
-            )
-        except IdentityError as exc:
-            self.reports.inc(outcome="failed")
-            self.log.warning("mesh: trust report failed; retrying", error=str(exc))
-            return
-        self.reports.inc(outcome="sent")
-        self.reported = self.trusted
-        self.log.info(
-            "mesh: trust reported", roots=len(self.trusted), generation=self.trust_generation
-        )
-
     # -- loops --------------------------------------------------------------
 
     def obtain_first(self, stop: threading.Event) -> bool:
@@ -295,10 +244,12 @@ class IdentityKeeper:
                 f"({exc.strerror}); mount a writable volume there"
             ) from None
         while not stop.is_set():
-            self.poll_trust_file()
+            self.trust.poll_file()
             if self.renew():
-                self.poll_trust_file()
-                return True
+                self.trust.poll_file()
+                if self.mesh.trust_file.exists():
+                    return True
+                self.problem = f"waiting for the trust bundle {self.mesh.trust_bundle}"
             stop.wait(self.backoff.next())
         return False
 
@@ -311,10 +262,12 @@ class IdentityKeeper:
     def _loop(self, stop: threading.Event) -> None:
         retry_at: float | None = None
         while not stop.is_set():
-            self.poll_trust_file()
-            self.report_trust()
+            self.trust.poll_file()
+            self.trust.report()
             current = self.current
             due = current is None or _now() >= current.refresh_at
+            if self.mesh.pod_credentials is not None:
+                due, retry_at = True, None  # cheap: re-read the kubelet's file each poll
             if due and (retry_at is None or time.monotonic() >= retry_at):
                 retry_at = None if self.renew() else time.monotonic() + self.backoff.next()
             stop.wait(self._sleep(retry_at))
@@ -368,6 +321,8 @@ FIXES = {
     "ClockSkew": "fix time synchronisation (NTP) on this node",
     "UnsupportedKeyType": "the agent and operator versions disagree: upgrade the sidecar image",
     "IdentityMismatch": "the pod's service account changed or the request was forged",
+    "PodCredentials": "the kubelet's podCertificate volume is missing or unreadable: check the "
+    "pod's events (a Denied PodCertificateRequest is final: re-create the pod)",
 }
 
 

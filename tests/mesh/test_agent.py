@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from contract.spiffe import SpiffeId
 from injector.mesh.signer import RequestDenied
+from sidecar.files import write_atomic
+from tests.mesh.pki import leaf
 from tests.mesh.signer_server import Pod, SignerServer
 from tests.proxy.harness import Proxy, Upstream, get_text, metric
 from tests.support import http_status, wait_for
@@ -128,3 +131,36 @@ def test_trust_bundle_from_the_configmap_is_swapped_in_and_reported(
     assert len(envoy_certs(p)["ca_cert"]) == 2
     assert first < both
     assert metric(p.metrics(), "sidecar_mesh_trust_bundle_generation") == 2
+
+
+def test_pod_certificates_from_the_kubelet_are_served_and_followed(
+    proxy: ProxyFactory, upstream: Upstream, tmp_path: Path
+) -> None:
+    """issuance: podCertificate: the kubelet writes key + chain (credentialBundlePath)
+    and refreshes it; the agent serves each version and needs no signer."""
+    signer = SignerServer()  # only its roots and trust files: nothing is served
+    trust = tmp_path / "trust"
+    signer.publish(trust)
+    identity = SpiffeId("cluster.local", "shop", "web")
+    credentials = tmp_path / "credentials" / "credentials.pem"
+    credentials.parent.mkdir()
+
+    def kubelet_writes() -> int:
+        made = leaf(signer.state.active.authority, identity)
+        write_atomic(credentials, made.key_pem + made.chain_pem, mode=0o444)
+        return made.issued.serial
+
+    first = kubelet_writes()
+    env = {
+        "SIDECAR_MTLS": "strict",
+        "SIDECAR_POD_NAME": "web-1",
+        "SIDECAR_POD_NAMESPACE": "shop",
+        "SIDECAR_SERVICE_ACCOUNT": "web",
+        "SIDECAR_POD_CREDENTIALS": str(credentials),
+        "SIDECAR_TRUST_BUNDLE": str(trust / "roots.pem"),
+    }
+    p = proxy(inbound_port=upstream.port, env=env).start().ready()
+    assert envoy_certs(p)["cert_chain"] == [first]
+    second = kubelet_writes()
+    wait_for(lambda: envoy_certs(p)["cert_chain"] == [second], timeout=30, what="the refresh")
+    assert http_status(p.agent + "/ready") == 200

@@ -19,6 +19,7 @@ from injector.core.profiles import parse
 from injector.core.settings import DEFAULT_IMAGE
 from injector.operator import options as operator
 from injector.operator.mesh_options import MeshOptions
+from injector.operator.pod_certificates import SIGNER_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -185,6 +186,11 @@ def test_mesh_rbac_names_what_the_mesh_uses() -> None:
         ("configmaps", "create", ()),
         ("configmaps", "update", ("sidecar-mesh-trust",)),
         ("events", "create", ()),
+        ("podcertificaterequests", "get", ()),
+        ("podcertificaterequests", "list", ()),
+        ("podcertificaterequests", "watch", ()),
+        ("podcertificaterequests/status", "update", ()),
+        ("signers", "sign", (SIGNER_NAME,)),
     }
     own = {
         (r["resources"][0], v, tuple(r.get("resourceNames", ())))
