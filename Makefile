@@ -10,7 +10,7 @@ STAMP := .make/installed
 # -rs: the reason of every skipped test in the summary.
 PYTEST := $(PYTHON) -m pytest -q -rs
 
-.PHONY: install test test-unit check lint typecheck layering golden demo bench \
+.PHONY: install test test-unit check lint typecheck layering golden docs demo bench \
         cluster-up cluster-down e2e e2e-local e2e-kind images clean
 
 install: $(STAMP)
@@ -45,6 +45,11 @@ typecheck: install
 ## layering: the import contracts of pyproject.toml [tool.importlinter], transitively.
 layering: install
 	$(VENV)/bin/lint-imports --no-cache
+
+## docs: regenerate the README's annotation table and docs/runtime.md's
+## variable tables from the contract's rows (contract/).
+docs: install
+	$(PYTHON) -m tests.docs_tool regenerate
 
 ## golden: regenerate tests/golden/*.injected.yaml from tests/golden/*.yaml.
 golden: install

@@ -32,7 +32,7 @@ import yaml
 
 from injector.core.model import NamespaceInfo
 from injector.core.render import render
-from injector.core.settings import Settings
+from injector.core.specs import settings_from_spec
 
 P = "sidecar.example.io/"
 CONFIG: dict[str, Any] = {
@@ -221,7 +221,7 @@ def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
 def run_scenarios(url: str, context: ssl.SSLContext) -> list[str]:
     """Send every scenario; what went other than expected."""
     failures: list[str] = []
-    settings = Settings.from_spec(CONFIG)
+    settings = settings_from_spec(CONFIG)
     for title, obj, expected in SCENARIOS:
         answer = post(url + "/mutate", review(obj), context)["response"]
         result = show(title, obj, answer)

@@ -30,6 +30,7 @@ from injector.core.model import NamespaceInfo
 from injector.core.pods import PodSite, find_pods, with_pod
 from injector.core.render import render
 from injector.core.settings import Settings
+from injector.core.specs import settings_from_spec
 from injector.errors import InjectionDenied
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
@@ -62,7 +63,7 @@ def load_case(case: Path) -> dict[str, Any]:
 
 def case_settings(data: dict[str, Any]) -> Settings:
     spec = {**BASE_SETTINGS, **(data.get("settings") or {})}
-    return Settings.from_spec(spec)
+    return settings_from_spec(spec)
 
 
 def case_namespace(data: dict[str, Any]) -> NamespaceInfo:

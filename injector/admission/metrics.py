@@ -19,8 +19,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from contract.catalogue import ROLE_NAMES as ROLES
 from injector.core import plan
-from injector.core.annotations import ROLES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # The apiserver's own webhook histogram starts at 5 ms; ours resolves below it.

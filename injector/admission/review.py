@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from injector.core.annotations import PREFIX
+from contract.layout import PREFIX
 from injector.core.model import NamespaceInfo, has_ours
 from injector.core.patch import make_patch
 from injector.core.plan import INJECT_FALSE, NOT_REQUESTED

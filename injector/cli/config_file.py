@@ -28,6 +28,7 @@ from typing import Any
 from injector.cli.yamlfile import read_yaml
 from injector.core.profiles import GROUP, KIND, VERSION, ProfileStore
 from injector.core.settings import Settings
+from injector.core.specs import settings_from_spec
 from injector.errors import ConfigError
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -48,7 +49,7 @@ def from_documents(documents: list[Any], where: str) -> Settings:
     if any(not isinstance(d, Mapping) for d in documents):
         raise ConfigError(f"config file {where}: every document must be a mapping; {SHAPES}")
     if len(documents) == 1 and "kind" not in documents[0]:
-        return Settings.from_spec(documents[0])
+        return settings_from_spec(documents[0])
     profiles = list(_profiles(documents, where))
     store = ProfileStore()
     store.replace_all(profiles)

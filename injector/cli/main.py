@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from contract.reference import annotation_table, annotation_text
 from contract.units import parse_address
 from injector import __version__
 from injector.cli import config_file, offline
-from injector.core.annotations import ANNOTATIONS, NAMESPACE_LABEL, PREFIX, markdown_table
 from injector.core.settings import NATIVE_SIDECARS_SINCE, Settings, parse_version
 from injector.errors import ConfigError, InjectorError
 from injector.operator import mesh_options
@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(__version__)
             return 0
         if args.command == "annotations":
-            print(markdown_table() if args.markdown else text_reference(), end="")
+            print(annotation_table() if args.markdown else annotation_text(), end="")
             return 0
         settings, version_origin = load_settings(args)
         if args.command == "serve":
@@ -267,19 +267,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
-
-
-def text_reference() -> str:
-    """The annotation reference as plain text (``annotations`` without --markdown)."""
-    lines = []
-    for a in ANNOTATIONS:
-        lines += [PREFIX + a.key, f"    {a.meaning}", f"    accepted: {a.accepted}"]
-        lines += [f"    default: {a.default}" if a.default else "    set by the injector", ""]
-    lines.append(
-        f'The namespace label {NAMESPACE_LABEL}: enabled makes inject default to "true" '
-        'in that namespace, disabled to "false"; the pod annotation wins.'
-    )
-    return "\n".join(lines) + "\n"
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:

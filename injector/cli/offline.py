@@ -155,7 +155,9 @@ def _report(outcome: Outcome, options: Options, settings: Settings) -> dict[str,
     elif result.skip is not None:
         report |= {"injected": False, "why": f"{result.skip.reason}: {result.skip.message}"}
     elif result.plan is not None:
-        why = reasons(site.pod, namespace, settings, result.plan, options.version_origin)
+        request = result.request
+        assert request is not None  # injected: the annotations were read
+        why = reasons(request, namespace, settings, result.plan, options.version_origin)
         report |= {
             "injected": True,
             "why": why.pop("injected"),

@@ -1,31 +1,19 @@
 """The containers and volumes each role adds, exactly as docs/runtime.md says.
 
-Pure builders from a ``Plan`` to plain Kubernetes dicts.
+Pure builders from a ``Plan`` to plain Kubernetes dicts. Names, ports and
+paths come from ``contract.layout``; each container's ``SIDECAR_*``
+variables from its role's values (``contract.knobs.environment``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from injector.core.plan import AGENT_PORTS, PROXY_PORTS, Plan, RoleSpec
-
-SECRETS_DIR = "/var/run/secrets/sidecar"
-STATE_DIR = "/var/run/sidecar/state"
-TOKEN_DIR = "/var/run/sidecar/token"  # noqa: S105
-CONFIG_DIR = "/var/run/sidecar/config"
-PROXY_WORK_DIR = "/var/run/sidecar/proxy"
-
-PROXY = "sidecar-proxy"
-SECRETS_INIT = "sidecar-secrets-init"
-SECRETS = "sidecar-secrets"
-CONFIG_INIT = "sidecar-config-init"
-CONFIG = "sidecar-config"
-
-VOLUME_PROXY = "sidecar-proxy"
-VOLUME_SECRETS = "sidecar-secrets"
-VOLUME_STATE = "sidecar-secrets-state"
-VOLUME_TOKEN = "sidecar-vault-token"  # noqa: S105
-VOLUME_CONFIG = "sidecar-config"
+from contract import config, layout, proxy
+from contract.catalogue import role as contract_role
+from contract.common import RELOAD
+from contract.knobs import environment
+from injector.core.plan import Plan, RoleSpec
 
 # The classic proxy's postStart hook (docs/runtime.md): holds the app until the
 # proxy's /ready answers 200, or fails the container after the timeout.
@@ -37,18 +25,18 @@ PORT_NAMES = {"outbound": "sidecar-out", "inbound": "sidecar-in", "agent": "side
 def volumes(plan: Plan) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
     if plan.role("proxy"):
-        result.append({"name": VOLUME_PROXY, "emptyDir": {"sizeLimit": "16Mi"}})
+        result.append({"name": layout.PROXY_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}})
     if plan.role("secrets"):
         result += [
-            {"name": VOLUME_SECRETS, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
-            {"name": VOLUME_STATE, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            {"name": layout.SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+            {"name": layout.STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
             {
-                "name": VOLUME_TOKEN,
+                "name": layout.TOKEN_VOLUME,
                 "projected": {
                     "sources": [
                         {
                             "serviceAccountToken": {
-                                "audience": "vault",
+                                "audience": layout.VAULT_AUDIENCE,
                                 "expirationSeconds": 3600,
                                 "path": "token",
                             }
@@ -58,7 +46,7 @@ def volumes(plan: Plan) -> list[dict[str, Any]]:
             },
         ]
     if plan.role("config"):
-        result.append({"name": VOLUME_CONFIG, "emptyDir": {"sizeLimit": "16Mi"}})
+        result.append({"name": layout.CONFIG_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}})
     return result
 
 
@@ -66,51 +54,55 @@ def app_mounts(plan: Plan) -> list[dict[str, Any]]:
     """Mounts added to each selected app container (read-only)."""
     result: list[dict[str, Any]] = []
     if plan.role("secrets"):
-        result.append({"name": VOLUME_SECRETS, "mountPath": SECRETS_DIR, "readOnly": True})
+        result.append(
+            {"name": layout.SECRETS_VOLUME, "mountPath": layout.SECRETS_DIR, "readOnly": True}
+        )
     if plan.role("config"):
-        result.append({"name": VOLUME_CONFIG, "mountPath": plan.config_path, "readOnly": True})
+        result.append(
+            {"name": layout.CONFIG_VOLUME, "mountPath": plan.config_path, "readOnly": True}
+        )
     return result
 
 
 def proxy_container(plan: Plan, spec: RoleSpec) -> dict[str, Any]:
     ports = [
-        {"name": PORT_NAMES["agent"], "containerPort": AGENT_PORTS["proxy"], "protocol": "TCP"}
+        {"name": PORT_NAMES["agent"], "containerPort": layout.PROXY_AGENT_PORT, "protocol": "TCP"}
     ]
-    if plan.proxy_upstream:
+    if spec.get(proxy.UPSTREAM) is not None:
         ports.insert(
             0,
             {
                 "name": PORT_NAMES["outbound"],
-                "containerPort": PROXY_PORTS["outbound"],
+                "containerPort": layout.OUTBOUND_PORT,
                 "protocol": "TCP",
             },
         )
-    if plan.proxy_inbound:
+    if spec.get(proxy.INBOUND_PORT) is not None:
         ports.insert(
             len(ports) - 1,
             {
                 "name": PORT_NAMES["inbound"],
-                "containerPort": PROXY_PORTS["inbound"],
+                "containerPort": layout.INBOUND_PORT,
                 "protocol": "TCP",
             },
         )
     env = _env(spec)
     env.append(
         {
-            "name": "SIDECAR_CONCURRENCY",
+            "name": proxy.CONCURRENCY.env,
             "valueFrom": {
                 "resourceFieldRef": {
-                    "containerName": PROXY,
+                    "containerName": layout.PROXY_CONTAINER,
                     "resource": "limits.cpu",
                     "divisor": "1",
                 }
             },
         }
     )
-    container = _container(plan, spec, PROXY, ["sidecar", "proxy"], env)
+    container = _container(plan, spec, layout.PROXY_CONTAINER, ["sidecar", "proxy"], env)
     container["ports"] = ports
-    container["volumeMounts"] = [{"name": VOLUME_PROXY, "mountPath": PROXY_WORK_DIR}]
-    ready = {"httpGet": {"path": "/ready", "port": AGENT_PORTS["proxy"]}}
+    container["volumeMounts"] = [{"name": layout.PROXY_VOLUME, "mountPath": layout.PROXY_WORK_DIR}]
+    ready = {"httpGet": {"path": "/ready", "port": layout.PROXY_AGENT_PORT}}
     container["readinessProbe"] = ready | {"periodSeconds": 5, "failureThreshold": 3}
     if plan.native:
         container["restartPolicy"] = "Always"
@@ -123,15 +115,19 @@ def proxy_container(plan: Plan, spec: RoleSpec) -> dict[str, Any]:
 
 
 def secrets_container(plan: Plan, spec: RoleSpec, *, init: bool) -> dict[str, Any]:
-    env = _env(spec)
-    if not init and plan.reload is not None:
-        env.append({"name": "SIDECAR_RELOAD", "value": str(plan.reload)})
+    env = _env(spec, init=init)
     command = ["sidecar", "secrets", "--init"] if init else ["sidecar", "secrets"]
-    container = _container(plan, spec, SECRETS_INIT if init else SECRETS, command, env)
+    container = _container(
+        plan,
+        spec,
+        layout.SECRETS_INIT_CONTAINER if init else layout.SECRETS_CONTAINER,
+        command,
+        env,
+    )
     container["volumeMounts"] = [
-        {"name": VOLUME_SECRETS, "mountPath": SECRETS_DIR},
-        {"name": VOLUME_STATE, "mountPath": STATE_DIR},
-        {"name": VOLUME_TOKEN, "mountPath": TOKEN_DIR, "readOnly": True},
+        {"name": layout.SECRETS_VOLUME, "mountPath": layout.SECRETS_DIR},
+        {"name": layout.STATE_VOLUME, "mountPath": layout.STATE_DIR},
+        {"name": layout.TOKEN_VOLUME, "mountPath": layout.TOKEN_DIR, "readOnly": True},
     ]
     if not init and plan.native:
         container["restartPolicy"] = "Always"
@@ -139,25 +135,28 @@ def secrets_container(plan: Plan, spec: RoleSpec, *, init: bool) -> dict[str, An
 
 
 def config_container(plan: Plan, spec: RoleSpec, *, init: bool) -> dict[str, Any]:
-    env = _env(spec)
+    env = _env(spec, init=init)
     env.append(
         {
-            "name": "SIDECAR_POD_NAMESPACE",
+            "name": config.NAMESPACE.env,
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         }
     )
-    if not init and plan.reload is not None:
-        env.append({"name": "SIDECAR_RELOAD", "value": str(plan.reload)})
     command = ["sidecar", "config", "--init"] if init else ["sidecar", "config"]
-    container = _container(plan, spec, CONFIG_INIT if init else CONFIG, command, env)
-    container["volumeMounts"] = [{"name": VOLUME_CONFIG, "mountPath": CONFIG_DIR}]
+    container = _container(
+        plan, spec, layout.CONFIG_INIT_CONTAINER if init else layout.CONFIG_CONTAINER, command, env
+    )
+    container["volumeMounts"] = [{"name": layout.CONFIG_VOLUME, "mountPath": layout.CONFIG_DIR}]
     if not init and plan.native:
         container["restartPolicy"] = "Always"
     return container
 
 
-def _env(spec: RoleSpec) -> list[dict[str, Any]]:
-    return [{"name": name, "value": value} for name, value in spec.env]
+def _env(spec: RoleSpec, *, init: bool = False) -> list[dict[str, Any]]:
+    """The role's variables; an init container is never told to reload the app."""
+    values = spec.values.with_values({RELOAD: None}) if init else spec.values
+    env = environment(contract_role(spec.role), values)
+    return [{"name": name, "value": value} for name, value in env]
 
 
 def _container(

@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from injector.core.plan import AGENT_PORTS, PROXY_PORTS, Plan
+from contract import layout
+from contract.catalogue import role as contract_role
+from injector.core.plan import Plan
 from injector.errors import NameCollision
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
@@ -29,15 +31,12 @@ HANDLERS = ("httpGet", "tcpSocket", "grpc")
 def reserved(plan: Plan) -> dict[int, str]:
     """Port -> what listens there, for the roles of ``plan``."""
     ports: dict[int, str] = {}
-    if plan.role("proxy"):
-        ports[PROXY_PORTS["admin"]] = "the proxy's Envoy admin"
-        ports[PROXY_PORTS["outbound"]] = "the proxy's outbound listener"
-        ports[PROXY_PORTS["inbound"]] = "the proxy's inbound listener"
-        ports[AGENT_PORTS["proxy"]] = "the proxy agent"
-    if plan.role("secrets"):
-        ports[AGENT_PORTS["secrets"]] = "the secrets agent"
-    if plan.role("config"):
-        ports[AGENT_PORTS["config"]] = "the config agent"
+    for spec in plan.roles:
+        if spec.role == "proxy":
+            ports[layout.ADMIN_PORT] = "the proxy's Envoy admin"
+            ports[layout.OUTBOUND_PORT] = "the proxy's outbound listener"
+            ports[layout.INBOUND_PORT] = "the proxy's inbound listener"
+        ports[contract_role(spec.role).agent_port] = f"the {spec.role} agent"
     return ports
 
 

@@ -5,7 +5,7 @@ back an immutable ``Settings`` snapshot and the status each object should
 show. No I/O here.
 
 Rules:
-- ``spec`` minus ``default`` is a ``Profile`` spec (``Profile.from_spec``).
+- ``spec`` minus ``default`` is a ``Profile`` spec (``specs.profile_from_spec``).
 - ``spec.default: true`` makes a profile the one pods get without the
   ``sidecar.example.io/profile`` annotation. If several say so, the oldest
   (then the first by name) wins and the others' status says which one did.
@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from injector.core.settings import Profile, Settings
+from injector.core.specs import profile_from_spec
 from injector.errors import ConfigError
 
 GROUP = "sidecar.example.io"
@@ -64,7 +65,7 @@ def parse(body: Mapping[str, Any]) -> tuple[Profile | None, bool, str | None]:
         return None, False, f"profile {name}.default: {flag!r} is not true or false"
     rest = {key: value for key, value in spec.items() if key != DEFAULT_FIELD}
     try:
-        return Profile.from_spec(name, rest), wants_default, None
+        return profile_from_spec(name, rest), wants_default, None
     except ConfigError as exc:
         return None, wants_default, str(exc)
 

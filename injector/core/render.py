@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from contract import layout
+from contract.layout import PREFIX, STATUS
 from injector.core import containers as c
-from injector.core.annotations import PREFIX, STATUS
-from injector.core.model import NamespaceInfo, PodRequest, ProxyRequest
+from injector.core.model import NamespaceInfo, PodRequest
 from injector.core.plan import NOT_REQUESTED, Plan, Skip, decide
 from injector.core.ports import check_ports
 from injector.core.settings import Settings
@@ -30,9 +31,23 @@ from injector.errors import InjectionDenied, NameCollision
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 # What a status annotation may list: only names the injector itself adds, so a
 # forged or copied status can never make re-injection strip the user's own.
-OUR_CONTAINERS = frozenset({c.PROXY, c.SECRETS_INIT, c.SECRETS, c.CONFIG_INIT, c.CONFIG})
+OUR_CONTAINERS = frozenset(
+    {
+        layout.PROXY_CONTAINER,
+        layout.SECRETS_INIT_CONTAINER,
+        layout.SECRETS_CONTAINER,
+        layout.CONFIG_INIT_CONTAINER,
+        layout.CONFIG_CONTAINER,
+    }
+)
 OUR_VOLUMES = frozenset(
-    {c.VOLUME_PROXY, c.VOLUME_SECRETS, c.VOLUME_STATE, c.VOLUME_TOKEN, c.VOLUME_CONFIG}
+    {
+        layout.PROXY_VOLUME,
+        layout.SECRETS_VOLUME,
+        layout.STATE_VOLUME,
+        layout.TOKEN_VOLUME,
+        layout.CONFIG_VOLUME,
+    }
 )
 
 
@@ -43,6 +58,7 @@ class RenderResult:
     skip: Skip | None = None
     plan: Plan | None = None
     status: Mapping[str, Any] | None = None
+    request: PodRequest | None = None  # what the annotations asked for (None: not read)
 
     @property
     def injected(self) -> bool:
@@ -66,19 +82,17 @@ def render(
     stripped = strip(pod)
     decision, request = decide(stripped, namespace, settings, job=job)
     if isinstance(decision, Skip):
-        return RenderResult(pod, _skip_warnings(decision, request), skip=decision)
+        return RenderResult(pod, _skip_warnings(decision, request), skip=decision, request=request)
     plan = decision
     injected, status = _inject(stripped, plan, settings.version, _foreign_mounts(pod))
-    return RenderResult(injected, plan.warnings, plan=plan, status=status)
+    return RenderResult(injected, plan.warnings, plan=plan, status=status, request=request)
 
 
 def _skip_warnings(skip: Skip, request: PodRequest | None) -> tuple[str, ...]:
     if request is None:
         return ()
     warnings = list(request.warnings)
-    asked = request.secrets is not None or request.config is not None
-    asked = asked or (request.proxy is not None and request.proxy != ProxyRequest())
-    if skip.reason == NOT_REQUESTED and asked:
+    if skip.reason == NOT_REQUESTED and request.tuned:
         warnings.append(
             "sidecar annotations are set but injection is off: "
             'add sidecar.example.io/inject: "true"'

@@ -27,8 +27,9 @@ import ipaddress
 import json
 from typing import Any
 
+from contract.values import Upstream
 from sidecar.proxy import mesh_tls
-from sidecar.proxy.settings import ProxySettings, Upstream
+from sidecar.proxy.settings import ProxySettings
 
 RATE_LIMITED_HEADER = "x-sidecar-rate-limited"
 CONNECT_TIMEOUT = 5.0

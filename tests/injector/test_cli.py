@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contract.reference import annotation_table as markdown_table
 from injector.cli.main import main
-from injector.core.annotations import markdown_table
 
 MANIFEST = """\
 apiVersion: v1

@@ -21,7 +21,7 @@ import yaml
 from injector.admission.webhook import Webhook
 from injector.cli.main import main
 from injector.core.model import NamespaceInfo
-from injector.core.settings import Settings
+from injector.core.specs import settings_from_spec
 from tests.injector.reviews import patched, review
 from tests.injector.served import Served
 
@@ -165,7 +165,7 @@ def test_inject_and_the_webhook_agree(
     name: str, version: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifest, sites = CASES[name]
-    settings = Settings.from_spec({**SPEC, "clusterVersion": version})
+    settings = settings_from_spec({**SPEC, "clusterVersion": version})
     labels = {**LABELS}
     webhook = Webhook(lambda: settings, namespaces=lambda n: NamespaceInfo(n, labels.get(n, {})))
     code, injected, err = run_inject(manifest, version, tmp_path, capsys)
@@ -195,7 +195,7 @@ def test_a_denial_is_the_same_denial(
     manifest = workload(kind, api.get(kind, "apps/v1"), "bad", bad)
     code, _, err = run_inject(manifest, "1.30", tmp_path, capsys)
     assert code == 1
-    settings = Settings.from_spec({**SPEC, "clusterVersion": "1.30"})
+    settings = settings_from_spec({**SPEC, "clusterVersion": "1.30"})
     path = (
         ("spec", "jobTemplate", "spec", "template") if kind == "CronJob" else ("spec", "template")
     )

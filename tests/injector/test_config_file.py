@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from contract import secrets
 from injector.cli.config_file import load
 from injector.errors import ConfigError
 
@@ -40,9 +41,9 @@ def test_the_shipped_default_profile_loads_with_its_vault_address() -> None:
     assert settings.default_profile == "default"
     profile = settings.profile(None)
     assert profile is not None
-    assert profile.vault.address == "http://vault.vault.svc:8200"
+    assert profile.values.get(secrets.VAULT_ADDR) == "http://vault.vault.svc:8200"
     assert profile.image == "ghcr.io/sidecar-injector/sidecar:0.1.0"
-    assert profile.resources_for("proxy").memory_request == "64Mi"
+    assert profile.resources_for("proxy").memory_request.text == "64Mi"
 
 
 def test_several_profiles_the_default_as_in_the_cluster(tmp_path: Path) -> None:

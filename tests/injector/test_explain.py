@@ -74,7 +74,7 @@ def test_roles_on_and_off_with_the_reason(
     roles = explain(tmp_path, capsys, {P + "secret-db": "kv/db", P + "secret-api": "kv/api"})[
         "roles"
     ]
-    assert roles["proxy"] == "off: secrets or config is asked for and no proxy-* annotation is set"
+    assert roles["proxy"] == "off: secrets asked for and no proxy-* annotation is set"
     assert roles["secrets"] == f"on: {P}secret-NAME for api, db"
     roles = explain(
         tmp_path, capsys, {P + "config-source": "configmap:c", P + "proxy-retries": "1"}
@@ -103,7 +103,8 @@ def test_every_value_says_where_it_comes_from(
     )
     assert values["secrets.vault-addr"] == "http://vault:8200: profile default (vault.address)"
     assert values["secrets.vault-auth-path"] == (
-        "kubernetes: profile default (vault.authPath), the same as the built-in default"
+        f"kubernetes: the agent's default (neither {P}secrets-auth-path nor profile default "
+        "sets it)"
     )
     assert values["secrets.mode"] == "both: profile default (secretsMode)"
 

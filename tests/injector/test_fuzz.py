@@ -19,7 +19,7 @@ from injector.admission import review as review_module
 from injector.admission.metrics import STAGES, Metrics
 from injector.admission.review import MAX_BODY
 from injector.admission.webhook import Webhook
-from injector.core.settings import Settings
+from injector.core.specs import settings_from_spec
 from tests.golden_tool import BASE_SETTINGS
 from tests.injector.reviews import review
 from tests.injector.served import Served
@@ -63,7 +63,7 @@ annotation_maps = st.dictionaries(
 class Fuzzed(Served):
     def __init__(self) -> None:
         self.metrics = Metrics()
-        super().__init__(Webhook(lambda: Settings.from_spec(BASE_SETTINGS), metrics=self.metrics))
+        super().__init__(Webhook(lambda: settings_from_spec(BASE_SETTINGS), metrics=self.metrics))
 
     def internal_errors(self) -> float:
         return sum(

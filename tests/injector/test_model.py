@@ -1,52 +1,28 @@
-"""The annotation API: README table, parsing, warnings, denials, parity with the agent."""
+"""The annotation API: parsing into types, roles asked for, warnings, denials."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
-from injector.core.annotations import ANNOTATIONS, FIXED_KEYS, PREFIX, markdown_table
+from contract import config, proxy
+from contract.layout import PREFIX
+from contract.units import Rate
 from injector.core.model import NamespaceInfo, parse_annotations
-from injector.core.values import parse_retry_on, parse_upstream
 from injector.errors import InjectionDenied
-from sidecar.proxy.settings import parse_retry_on as agent_parse_retry_on
-from sidecar.proxy.settings import parse_upstream as agent_parse_upstream
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def test_readme_has_exactly_the_generated_table() -> None:
-    text = README.read_text()
-    match = re.search(r"<!-- annotations:start -->\n(.*?)<!-- annotations:end -->", text, re.S)
-    assert match, "README.md lacks the annotations markers"
-    assert match.group(1) == markdown_table(), (
-        "README annotation table is stale: run "
-        "`sidecar-injector annotations --markdown` and paste it between the markers"
-    )
-
-
-def test_table_lists_every_fixed_key() -> None:
-    table = markdown_table()
-    for key in FIXED_KEYS:
-        if key.split("-")[0] in ("proxy", "secrets", "config") and key.endswith(
-            ("-image", "-cpu", "-memory")
-        ):
-            continue
-        assert f"`{key}`" in table
-    assert len(ANNOTATIONS) == table.count("\n| `")
 
 
 def a(**values: str) -> dict[str, str]:
     return {PREFIX + k.replace("_", "-"): v for k, v in values.items()}
 
 
-def test_durations_are_canonical_and_rates_kept() -> None:
-    req = parse_annotations(a(inject="true", proxy_timeout="1m30s", proxy_rate_limit="100/s"))
-    assert req.proxy is not None
-    assert req.proxy.timeout == "90s"
-    assert req.proxy.rate_limit == "100/s"
+def test_values_are_parsed_once_into_types() -> None:
+    req = parse_annotations(
+        a(inject="true", proxy_timeout="1m30s", proxy_rate_limit="100/s", proxy_retries="3")
+    )
+    assert req.values.get(proxy.TIMEOUT) == 90.0
+    assert req.values.get(proxy.RATE_LIMIT) == Rate(100, 1.0)
+    assert req.values.get(proxy.RETRIES) == 3
+    assert proxy.TIMEOUT.format(90.0) == "90s"
 
 
 def test_default_role_is_proxy_only_without_other_roles() -> None:
@@ -57,6 +33,20 @@ def test_default_role_is_proxy_only_without_other_roles() -> None:
     off = parse_annotations(a(inject="true", proxy="false", proxy_retries="3"))
     assert off.roles == ()
     assert any("ignored" in w for w in off.warnings)
+
+
+def test_a_role_row_without_its_trigger_is_a_warning() -> None:
+    req = parse_annotations(a(inject="true", config_interval="10s"))
+    assert req.roles == ("proxy",)
+    assert req.warnings == (
+        f"{PREFIX}config-interval set without {PREFIX}config-source; no config role is injected",
+    )
+    assert parse_annotations(a(config_source="configmap:x")).values.get(config.SOURCE) is not None
+
+
+def test_an_opted_out_pod_is_never_denied() -> None:
+    req = parse_annotations(a(inject="false", proxy_retries="lots"))
+    assert req.inject is False
 
 
 def test_all_invalid_values_are_reported_together() -> None:
@@ -86,38 +76,3 @@ def test_namespace_label() -> None:
     assert default is None
     assert warning is not None
     assert "enabled or disabled" in warning
-
-
-@pytest.mark.parametrize("text", ["5xx", " reset , 5xx", "5xx,sometimes", ""])
-def test_retry_on_is_checked_as_the_agent_checks_it(text: str) -> None:
-    try:
-        expected: tuple[str, ...] | None = agent_parse_retry_on(text)
-    except ValueError:
-        expected = None
-    try:
-        got: tuple[str, ...] | None = tuple(parse_retry_on(text).split(","))
-    except ValueError:
-        got = None
-    assert got == expected
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://a:80",
-        "https://api.example.com",
-        "http://a/x",
-        "ftp://a",
-        "http://u:p@a",
-        "http://a:0",
-    ],
-)
-def test_upstream_validation_matches_the_agent(url: str) -> None:
-    def ok(parse: object) -> bool:
-        try:
-            parse(url)  # type: ignore[operator]
-        except ValueError:
-            return False
-        return True
-
-    assert ok(parse_upstream) == ok(agent_parse_upstream)

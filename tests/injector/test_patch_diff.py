@@ -51,7 +51,7 @@ def test_a_pod_with_20000_volumes_gets_only_what_injection_adds() -> None:
     from injector.core.model import NamespaceInfo
     from injector.core.patch import apply_patch, make_patch
     from injector.core.render import render
-    from injector.core.settings import Settings
+    from injector.core.specs import settings_from_spec
     from tests.golden_tool import BASE_SETTINGS
 
     n = 20_000
@@ -69,7 +69,7 @@ def test_a_pod_with_20000_volumes_gets_only_what_injection_adds() -> None:
             "volumes": [{"name": f"v{i}", "emptyDir": {}} for i in range(n)],
         },
     }
-    rendered = render(pod, NamespaceInfo("default"), Settings.from_spec(BASE_SETTINGS)).pod
+    rendered = render(pod, NamespaceInfo("default"), settings_from_spec(BASE_SETTINGS)).pod
     ops = make_patch(pod, rendered)
     assert apply_patch(pod, ops) == rendered
     paths = sorted(op["path"] for op in ops)

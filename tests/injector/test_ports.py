@@ -10,11 +10,11 @@ import pytest
 
 from injector.core.model import NamespaceInfo
 from injector.core.render import render
-from injector.core.settings import Settings
+from injector.core.specs import settings_from_spec
 from injector.errors import NameCollision
 from tests.golden_tool import BASE_SETTINGS
 
-SETTINGS = Settings.from_spec(BASE_SETTINGS)
+SETTINGS = settings_from_spec(BASE_SETTINGS)
 P = "sidecar.example.io/"
 PROXY = {P + "inject": "true", P + "proxy-upstream": "http://payments:8080"}
 SECRETS = {P + "inject": "true", P + "secret-db": "database/creds/app"}

@@ -8,10 +8,10 @@ from typing import Any
 from injector.core.model import NamespaceInfo
 from injector.core.patch import make_patch
 from injector.core.render import render
-from injector.core.settings import Settings
+from injector.core.specs import settings_from_spec
 from tests.golden_tool import BASE_SETTINGS
 
-SETTINGS = Settings.from_spec(BASE_SETTINGS)
+SETTINGS = settings_from_spec(BASE_SETTINGS)
 P = "sidecar.example.io/"
 SA_MOUNT = {
     "name": "kube-api-access-x1",

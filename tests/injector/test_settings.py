@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from injector.core.settings import Profile, Settings, image_allowed, image_registry, parse_version
+from contract import proxy
+from injector.core.settings import (
+    Profile,
+    Settings,
+    image_allowed,
+    image_registry,
+    parse_version,
+)
+from injector.core.specs import profile_from_spec, settings_from_spec
 from injector.errors import ConfigError
 
 
@@ -12,13 +20,13 @@ def test_defaults_are_usable() -> None:
     settings = Settings()
     profile = settings.profile(None)
     assert profile is not None
-    assert profile.resources_for("proxy").cpu_limit == "1"
+    assert profile.resources_for("proxy").cpu_limit.text == "1"
     assert settings.native_sidecars_supported is False
     assert settings.replace(cluster_version=(1, 29)).native_sidecars_supported is True
 
 
 def test_profile_spec_round_trip() -> None:
-    profile = Profile.from_spec(
+    profile = profile_from_spec(
         "gold",
         {
             "image": "registry.example.io/sidecar:1",
@@ -33,10 +41,11 @@ def test_profile_spec_round_trip() -> None:
     )
     assert profile.image_for("proxy") == "registry.example.io/proxy:1"
     assert profile.image_for("config") == "registry.example.io/sidecar:1"
-    assert profile.resources_for("secrets").memory_limit == "128Mi"
-    assert profile.resources_for("secrets").memory_request == "32Mi"
+    assert profile.resources_for("secrets").memory_limit.text == "128Mi"
+    assert profile.resources_for("secrets").memory_request.text == "32Mi"
     assert profile.registries() == ("registry.example.io",)
-    assert profile.proxy.retries == 3
+    assert profile.values.get(proxy.RETRIES) == 3
+    assert profile.values.get(proxy.TIMEOUT) == 5.0
     assert profile.native_sidecars == "true"
 
 
@@ -55,14 +64,14 @@ def test_profile_spec_round_trip() -> None:
 )
 def test_bad_profile_specs_name_the_field(spec: dict[str, object], fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
-        Profile.from_spec("p", spec)
+        profile_from_spec("p", spec)
     assert fragment in str(info.value)
     assert str(info.value).startswith("profile p")
 
 
 def test_default_profile_must_exist() -> None:
     with pytest.raises(ConfigError, match="default profile 'gold'"):
-        Settings.from_spec({"defaultProfile": "gold"})
+        settings_from_spec({"defaultProfile": "gold"})
 
 
 @pytest.mark.parametrize(

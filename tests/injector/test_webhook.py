@@ -16,11 +16,12 @@ from injector.admission.metrics import Metrics
 from injector.admission.webhook import Webhook
 from injector.core.model import NamespaceInfo
 from injector.core.settings import Settings
+from injector.core.specs import settings_from_spec
 from tests.golden_tool import BASE_SETTINGS
 from tests.injector.reviews import patched, review
 from tests.injector.served import Served
 
-SETTINGS = Settings.from_spec(BASE_SETTINGS)
+SETTINGS = settings_from_spec(BASE_SETTINGS)
 P = "sidecar.example.io/"
 
 

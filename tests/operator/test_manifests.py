@@ -262,10 +262,14 @@ def test_the_crd_is_cluster_scoped_with_a_status_subresource() -> None:
 
 
 def test_the_crd_schema_accepts_every_field_the_profile_parser_knows() -> None:
-    from injector.core.settings import _PROFILE_KEYS
+    """The CRD and the contract's rows with a ``profile`` path agree, nested fields too."""
+    from injector.core.specs import PROFILE_KEYS, SECTIONS
 
     spec = crd_schema()["properties"]["spec"]["properties"]
-    assert set(spec) == {*_PROFILE_KEYS, "default"}
+    assert set(spec) == {*PROFILE_KEYS, "default"}
+    for head, subs in SECTIONS.items():
+        if subs:
+            assert set(spec[head]["properties"]) == set(subs), head
 
 
 def test_the_default_profile_is_the_default() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract import proxy, secrets
 from injector.core.profiles import ProfileStore, parse
 from injector.core.settings import DEFAULT_IMAGE, Settings
 
@@ -49,13 +50,13 @@ def test_a_full_spec_maps_onto_the_profile_the_webhook_renders_with() -> None:
     assert profile.name == "prod"
     assert profile.image_for("proxy") == "registry.example.com/proxy:1.2"
     assert profile.image_for("secrets") == "registry.example.com/sidecar:1.2"
-    assert profile.resources_for("proxy").cpu_request == "50m"
-    assert profile.bounds.max_memory == "512Mi"
+    assert profile.resources_for("proxy").cpu_request.text == "50m"
+    assert profile.bounds.max_memory.text == "512Mi"
     assert profile.allowed_registries == ("registry.example.com",)
-    assert profile.vault.address == "https://vault.example.com:8200"
-    assert profile.vault.auth_path == "k8s-prod"
-    assert profile.proxy.timeout == "5s"
-    assert profile.proxy.retries == 3
+    assert profile.values.get(secrets.VAULT_ADDR) == "https://vault.example.com:8200"
+    assert profile.values.get(secrets.AUTH_PATH) == "k8s-prod"
+    assert profile.values.get(proxy.TIMEOUT) == 5.0
+    assert profile.values.get(proxy.RETRIES) == 3
     assert profile.native_sidecars == "true"
     # The base settings' built-in profile is still there for pods that name it.
     assert settings.profile("default") is not None
@@ -71,7 +72,7 @@ def test_invalid_specs_name_the_field_and_what_is_accepted() -> None:
     cases = {
         "bad-default": ({"default": "yes"}, "profile bad-default.default: 'yes' is not true"),
         "bad-key": ({"imagez": "x"}, "unknown field imagez"),
-        "bad-vault": ({"vault": {"address": "vault:8200"}}, "is not an http(s):// URL"),
+        "bad-vault": ({"vault": {"address": "vault:8200"}}, "is not an http:// or https:// URL"),
         "bad-cpu": ({"resources": {"proxy": {"limits": {"cpu": "lots"}}}}, "limits.cpu"),
         "bad-native": ({"nativeSidecars": "maybe"}, "is not one of auto, true, false"),
         "bad-retries": ({"proxy": {"retries": 99}}, "proxy.retries"),

@@ -6,16 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from contract.proxy import DEFAULT_RETRY_ON
 from contract.units import Rate, parse_address
+from contract.values import UPSTREAM, parse_concurrency
 from sidecar.errors import UsageError
-from sidecar.proxy.settings import (
-    DEFAULT_RETRY_ON,
-    WaitReadySettings,
-    load,
-    load_any,
-    parse_concurrency,
-    parse_upstream,
-)
+from sidecar.proxy.settings import WaitReadySettings, load, load_any
+
+parse_upstream = UPSTREAM.parse
 
 BASE = {"SIDECAR_INBOUND_PORT": "8080"}
 

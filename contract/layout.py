@@ -1,0 +1,55 @@
+"""Names and numbers both sides must agree on: the annotation prefix, the
+agent's user, ports, paths, volume and container names.
+
+The injector renders them into pods; the agent's defaults (``Knob.default``
+in the role rows) are written with them; docs/runtime.md is generated from
+them. Nothing else spells these values.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "sidecar.example.io/"
+NAMESPACE_LABEL: Final = PREFIX + "injection"
+STATUS: Final = PREFIX + "status"
+
+# The injected containers run as this user and group unless reload is a signal.
+AGENT_UID: Final = 1337
+AGENT_GID: Final = 1337
+
+# Ports of the proxy (Envoy's listeners and admin), and of each agent.
+OUTBOUND_PORT: Final = 15001
+INBOUND_PORT: Final = 15006
+ADMIN_PORT: Final = 15000
+CAPTURE_OUTBOUND_PORT: Final = 15002
+CAPTURE_INBOUND_PORT: Final = 15003
+EGRESS_PORT: Final = 15004
+PROXY_AGENT_PORT: Final = 15020
+SECRETS_AGENT_PORT: Final = 15021
+CONFIG_AGENT_PORT: Final = 15022
+
+# Paths inside the injected containers (and, read-only, the app's).
+PROXY_WORK_DIR: Final = "/var/run/sidecar/proxy"
+SECRETS_DIR: Final = "/var/run/secrets/sidecar"
+STATE_DIR: Final = "/var/run/sidecar/state"
+TOKEN_DIR: Final = "/var/run/sidecar/token"  # noqa: S105 (a path)
+TOKEN_FILE: Final = TOKEN_DIR + "/token"
+CONFIG_DIR: Final = "/var/run/sidecar/config"
+CONFIG_MOUNT: Final = "/etc/sidecar/config"  # where app containers see config by default
+SA_DIR: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+# Containers the injector adds.
+PROXY_CONTAINER: Final = "sidecar-proxy"
+SECRETS_INIT_CONTAINER: Final = "sidecar-secrets-init"
+SECRETS_CONTAINER: Final = "sidecar-secrets"
+CONFIG_INIT_CONTAINER: Final = "sidecar-config-init"
+CONFIG_CONTAINER: Final = "sidecar-config"
+
+# Volumes the injector adds.
+PROXY_VOLUME: Final = "sidecar-proxy"
+SECRETS_VOLUME: Final = "sidecar-secrets"
+STATE_VOLUME: Final = "sidecar-secrets-state"
+TOKEN_VOLUME: Final = "sidecar-vault-token"  # noqa: S105 (a volume name)
+CONFIG_VOLUME: Final = "sidecar-config"
+VAULT_AUDIENCE: Final = "vault"

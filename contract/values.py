@@ -1,0 +1,387 @@
+"""Every kind of value a knob takes, as a ``Value``: its parser (text ->
+type), its canonical spelling, and what is accepted in words.
+
+The parsers are pure; each raises ``ValueError`` naming the value and what
+is accepted. Types: seconds as ``float``, ``Rate``, ``Upstream``, tuples for
+lists, ``Literal`` strings for modes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal, TypeVar, cast
+from urllib.parse import urlsplit
+
+from contract import quantities, units
+from contract.knobs import Value
+from contract.reload import RELOAD_HELP, ReloadTarget, parse_reload
+
+S = TypeVar("S", bound=str)
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_MOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@=+\-/]*$")
+_SECRET_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@=+\-/]*(\?version=[0-9]+)?$")
+_SECRET_FILE = re.compile(r"^[a-zA-Z0-9][-._a-zA-Z0-9]{0,252}$")
+
+NativeMode = Literal["auto", "true", "false"]
+SecretsMode = Literal["both", "init", "sidecar"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def choice(*choices: S) -> Value[S]:
+    """One of ``choices`` (case-insensitive); the first is listed first."""
+    accepted = ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+
+    def parse(text: str) -> S:
+        value = text.strip().lower()
+        for candidate in choices:
+            if candidate == value:
+                return candidate
+        raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+
+    return Value(accepted, parse)
+
+
+# --- scalars ---------------------------------------------------------------
+
+
+def _format_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _whole(minimum: int, maximum: int = 2**31 - 1) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = units.parse_positive_int(text, maximum=maximum)
+        if value < minimum:
+            raise ValueError(f"{text!r} is less than {minimum}")
+        return value
+
+    return parse
+
+
+def _duration_at_least(minimum: float, words: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        seconds = units.parse_duration(text)
+        if seconds < minimum or (minimum == 0 and seconds <= 0):
+            raise ValueError(f"{text!r} is not {words}")
+        return seconds
+
+    return parse
+
+
+BOOL = Value(units.BOOL_HELP, units.parse_bool, _format_bool)
+DURATION = Value(units.DURATION_HELP, units.parse_duration, units.format_duration)
+POSITIVE_DURATION = Value(
+    units.DURATION_HELP + ", more than 0s",
+    _duration_at_least(0, "longer than 0s"),
+    units.format_duration,
+)
+INTERVAL = Value(
+    units.DURATION_HELP + ", at least 1s",
+    _duration_at_least(1, "at least 1s"),
+    units.format_duration,
+)
+PORT = Value(units.PORT_HELP, units.parse_port)
+RATE = Value(units.RATE_HELP, units.parse_rate)
+RETRIES = Value("a whole number from 0 to 10", _whole(0, 10))
+AT_LEAST_ONE = Value("a whole number, at least 1", _whole(1))
+GID = Value("a group id (a whole number)", _whole(0))
+RETRY_ON = Value(units.RETRY_ON_HELP, units.parse_retry_on, ",".join)
+ADDRESS = Value(units.ADDRESS_HELP, units.parse_address, lambda a: f"{a[0]}:{a[1]}")
+LOG_LEVEL: Value[LogLevel] = choice("debug", "info", "warning", "error")
+NATIVE_MODE: Value[NativeMode] = choice("auto", "true", "false")
+SECRETS_MODE: Value[SecretsMode] = choice("both", "init", "sidecar")
+RELOAD: Value[ReloadTarget] = Value(RELOAD_HELP, parse_reload)
+
+
+def _text(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValueError(f"{text!r} is empty")
+    return value
+
+
+TEXT = Value("a non-empty string", _text)
+FILE = Value("a file path", lambda t: Path(_text(t)))
+DIRECTORY = Value("a directory path", lambda t: Path(_text(t)))
+
+
+# --- names, paths, URLs ------------------------------------------------------
+
+
+def parse_name(text: str) -> str:
+    value = text.strip()
+    if not _LABEL.match(value):
+        raise ValueError(f"{text!r} is not {NAME.accepted}")
+    return value
+
+
+NAME = Value("a lowercase DNS label: a-z, 0-9 and '-', at most 63 characters", parse_name)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise ValueError(f"{text!r} names no container")
+    for name in names:
+        parse_name(name)
+    return names
+
+
+NAMES = Value("comma-separated container names", _names, ",".join)
+
+
+def _absolute(text: str) -> str:
+    value = text.strip()
+    if not value.startswith("/") or "\x00" in value or ".." in value.split("/"):
+        raise ValueError(f"{text!r} is not an absolute path")
+    return value.rstrip("/") or "/"
+
+
+ABSOLUTE_PATH = Value("an absolute path such as /etc/app/config", _absolute)
+
+
+def _http_url(text: str) -> str:
+    value = text.strip()
+    if not value.startswith(("http://", "https://")) or not urlsplit(value).hostname:
+        raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+HTTP_URL = Value("an http:// or https:// URL", _http_url)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where the proxy's outbound listener sends requests."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def authority(self) -> str:
+        """The Host header the upstream expects."""
+        default = 443 if self.tls else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+UPSTREAM = Value(
+    "an http:// or https:// URL, host and port only",
+    lambda text: Upstream(*units.parse_upstream_url(text)),
+)
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    url: str
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
+class KubeSource:
+    kind: Literal["configmap", "secret"]
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+Source = UrlSource | KubeSource
+SOURCE_HELP = "an http(s):// URL, 'configmap:NAME' or 'secret:NAME'"
+
+
+def parse_source(text: str) -> Source:
+    value = text.strip()
+    if value.startswith(("http://", "https://")) and urlsplit(value).hostname:
+        return UrlSource(value)
+    kind, sep, name = value.partition(":")
+    if sep and kind in ("configmap", "secret") and _SUBDOMAIN.match(name):
+        return KubeSource(cast("Literal['configmap', 'secret']", kind), name)
+    raise ValueError(f"{text!r} is not {SOURCE_HELP} (NAME a lowercase DNS name)")
+
+
+SOURCE: Value[Source] = Value(SOURCE_HELP, parse_source)
+
+
+def _file_name(text: str) -> str:
+    value = text.strip()
+    if not value or "/" in value or value.startswith("."):
+        raise ValueError(f"{text!r} must be a plain file name (no '/', not starting with '.')")
+    return value
+
+
+FILE_NAME = Value("a plain file name (no '/', not starting with '.')", _file_name)
+
+
+# --- Vault -------------------------------------------------------------------
+
+
+def _mount(text: str) -> str:
+    value = text.strip().strip("/")
+    value = value.removeprefix("auth/")
+    if not value or not _MOUNT.match(value):
+        raise ValueError(f"{text!r} is not a Vault auth mount")
+    return value
+
+
+MOUNT = Value("a Vault auth mount such as kubernetes", _mount)
+
+
+def parse_secret_path(text: str) -> str:
+    value = text.strip().strip("/")
+    if not _SECRET_PATH.match(value) or ".." in value.split("?")[0].split("/"):
+        raise ValueError(f"{text!r} is not {SECRET_PATH.accepted}")
+    return value
+
+
+SECRET_PATH = Value(
+    "a Vault API path: secret/data/app/db (KV v2, ?version=N pins one), kv/app/db (KV v1), "
+    "database/creds/app (dynamic)",
+    parse_secret_path,
+)
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """One secret the agent renders: ``name`` (the file), ``path`` (Vault),
+    ``template`` (None: ``key: value`` lines; ``json``; a Jinja2 template),
+    ``mode`` (file mode bits; None: the agent's default)."""
+
+    name: str
+    path: str
+    template: str | None = None
+    mode: int | None = None
+
+
+SECRETS_HELP = (
+    'a JSON list such as [{"name": "db", "path": "database/creds/app", '
+    '"template": "json", "mode": "0440"}]'
+)
+
+
+def _secret_mode(name: str, mode: object) -> int | None:
+    if mode is None:
+        return None
+    if not isinstance(mode, str) or not re.fullmatch(r"0?[0-7]{3}", mode):
+        raise ValueError(f"secret {name}: mode {mode!r} is not an octal mode like '0440'")
+    bits = int(mode, 8)
+    if bits & 0o222 & ~0o200 or bits & 0o111:
+        raise ValueError(f"secret {name}: mode {mode} lets others write or execute; use 0400-0444")
+    return bits
+
+
+def _secret(item: object) -> SecretSpec:
+    if not (
+        isinstance(item, dict)
+        and isinstance(item.get("name"), str)
+        and isinstance(item.get("path"), str)
+    ):
+        raise ValueError(f"each entry needs string 'name' and 'path': {SECRETS_HELP}")
+    name = item["name"]
+    if not _SECRET_FILE.match(name) or name.startswith(".."):
+        raise ValueError(f"secret name {name!r} cannot be a file name (letters, digits, -._)")
+    try:
+        path = parse_secret_path(item["path"])
+    except ValueError:
+        raise ValueError(
+            f"secret {name}: path {item['path']!r} is not a Vault API path "
+            "such as secret/data/app or database/creds/app"
+        ) from None
+    template = item.get("template")
+    if template is not None and not isinstance(template, str):
+        raise ValueError(f"secret {name}: template must be a string")
+    return SecretSpec(name, path, template or None, _secret_mode(name, item.get("mode")))
+
+
+def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise ValueError(f"not JSON; expected {SECRETS_HELP}") from None
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"expected a non-empty list: {SECRETS_HELP}")
+    specs = tuple(_secret(item) for item in items)
+    names = [s.name for s in specs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"secret names must be unique; repeated: {', '.join(repeated)}")
+    return specs
+
+
+def format_secrets(specs: tuple[SecretSpec, ...]) -> str:
+    items = []
+    for spec in specs:
+        item: dict[str, str] = {"name": spec.name, "path": spec.path}
+        if spec.template is not None:
+            item["template"] = spec.template
+        if spec.mode is not None:
+            item["mode"] = f"0{spec.mode:o}"
+        items.append(item)
+    return json.dumps(items, separators=(",", ":"))
+
+
+SECRETS = Value(SECRETS_HELP, parse_secrets, format_secrets)
+
+
+# --- images and resources ------------------------------------------------------
+
+
+def _image(text: str) -> str:
+    value = text.strip()
+    if not value or any(c.isspace() for c in value) or value.startswith(("/", "-")):
+        raise ValueError(f"{text!r} is not an image reference")
+    return value
+
+
+IMAGE = Value("an image reference such as registry.example.io/sidecar:1.0", _image)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A Kubernetes quantity: the text as written (stripped) and its exact amount."""
+
+    text: str
+    amount: Fraction
+
+    def __str__(self) -> str:
+        return self.text
+
+
+CPU = Value(quantities.CPU_HELP, lambda t: Quantity(t.strip(), quantities.parse_cpu(t)))
+MEMORY = Value(quantities.MEMORY_HELP, lambda t: Quantity(t.strip(), quantities.parse_memory(t)))
+
+
+def parse_concurrency(text: str) -> int:
+    """A whole number of workers, or a CPU quantity (``500m``, ``1.5``) rounded up."""
+    value = text.strip()
+    accepted = "a whole number of worker threads (at least 1) or a CPU quantity such as 500m"
+    try:
+        cpus = float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not {accepted}") from None
+    if not math.isfinite(cpus) or cpus <= 0 or cpus > 1024:
+        raise ValueError(f"{text!r} is not {accepted}")
+    return max(1, math.ceil(cpus))
+
+
+CONCURRENCY = Value(
+    "a whole number of worker threads, or a CPU quantity rounded up", parse_concurrency
+)
