@@ -265,9 +265,9 @@ def _race(
 
 def linearity() -> list[Measure]:
     from injector.admission.webhook import Webhook as Routes  # noqa: PLC0415
-    from injector.core.settings import Settings  # noqa: PLC0415
+    from injector.core.specs import settings_from_spec  # noqa: PLC0415
 
-    settings = Settings.from_spec(pods.SERVE_CONFIG)
+    settings = settings_from_spec(pods.SERVE_CONFIG)
     routes = Routes(lambda: settings)
     times = {}
     for volumes in (100, 1_000):

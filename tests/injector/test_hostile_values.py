@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from contract.catalogue import ANNOTATIONS, FIXED_KEYS
 from injector.admission.metrics import STAGES, Metrics
 from injector.admission.review import MAX_MESSAGE_CHARS, MAX_WARNING_CHARS
 from injector.admission.webhook import Webhook
-from injector.core.annotations import ANNOTATIONS, FIXED_KEYS
-from injector.core.settings import Settings
+from injector.core.specs import settings_from_spec
 from tests.golden_tool import BASE_SETTINGS
 from tests.injector.reviews import review
 from tests.injector.served import Served
@@ -42,13 +42,13 @@ HOSTILE = [
 
 
 def test_every_annotation_is_exercised() -> None:
-    assert len(KEYS) >= len([a for a in ANNOTATIONS if "<role>" not in a.key]) - 1
+    assert len(KEYS) >= len([a for a in ANNOTATIONS if "<role>" not in (a.annotation or "")]) - 1
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[tuple[Served, Metrics]]:
     metrics = Metrics()
-    with Served(Webhook(lambda: Settings.from_spec(BASE_SETTINGS), metrics=metrics)) as c:
+    with Served(Webhook(lambda: settings_from_spec(BASE_SETTINGS), metrics=metrics)) as c:
         yield c, metrics
 
 
