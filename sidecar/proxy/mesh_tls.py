@@ -46,6 +46,7 @@ TCP_PROXY = _T + "extensions.filters.network.tcp_proxy.v3.TcpProxy"
 HTTP_RBAC = _T + "extensions.filters.http.rbac.v3.RBAC"
 NETWORK_RBAC = _T + "extensions.filters.network.rbac.v3.RBAC"
 STDERR_LOG = _T + "extensions.access_loggers.stream.v3.StderrAccessLog"
+CEL_FILTER = _T + "extensions.access_loggers.filters.cel.v3.ExpressionFilter"
 CERT_SECRET = "mesh-certificate"  # noqa: S105 (an SDS resource name)
 TRUST_SECRET = "mesh-trust"  # noqa: S105
 TLS13 = {"tls_minimum_protocol_version": "TLSv1_3", "tls_maximum_protocol_version": "TLSv1_3"}
@@ -301,7 +302,18 @@ def _handshake_log(mesh: MeshSettings) -> dict[str, Any]:
         "trust bundle: check the caller's proxy log (sidecar_mesh_* metrics) and that both "
         "pods trust the same roots",
     }
-    failed: dict[str, Any] = {"not_health_check_filter": {}}
+    # Listener logs fire for other connections too (tls_inspector notes plain HTTP
+    # as a "failure"): only the mesh chain's failed handshakes here.
+    failed: dict[str, Any] = {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": CEL_FILTER,
+                "expression": "xds.filter_chain_name == 'mesh' && "
+                "connection.transport_failure_reason != ''",
+            },
+        }
+    }
     return _warning_log("mesh: inbound TLS handshake failed", fields, failed)
 
 

@@ -64,6 +64,21 @@ def test_strict_mtls_carries_the_callers_identity_and_refuses_plaintext(
     refused = wait_for(lambda: server.warnings("mesh: plaintext request refused (mtls: strict)"))
     assert refused[0]["identity"] == server.identity
     assert "permissive" in refused[0]["fix"]
+    assert server.warnings("mesh: inbound TLS handshake failed") == []
+    with pytest.raises((ssl.SSLError, OSError)):  # TLS to the mesh chain without a certificate
+        world.tls_call("api.shop.mesh.internal")
+    failed = wait_for(lambda: server.warnings("mesh: inbound TLS handshake failed"))
+    assert "CERTIFICATE" in failed[0]["reason"], failed
+    assert failed[0]["sni"] == "api.shop.mesh.internal"
+    assert (
+        metric(
+            server.metrics(),
+            "sidecar_mesh_tls_failures_total",
+            direction="inbound",
+            reason="no_certificate",
+        )
+        == 1
+    )
 
 
 def test_permissive_counts_plaintext_and_passes_the_apps_own_tls(
