@@ -20,8 +20,9 @@ requests (0: until ``clear()``):
 * ``down(seconds)``: stop listening (connection refused) and come back on the
   same port after ``seconds`` (or on ``up()``).
 
-``requests`` records every request (path, record count, status, the
-``Authorization`` header); ``records``
+``requests`` records every request (path, record count, status, and its
+``Authorization``, ``X-Scope-OrgID``, ``Content-Type`` and ``Content-Encoding``
+headers); ``records``
 what was stored, in arrival order. The same controls are served under
 ``/_standin/`` for e2e and manual use (``POST fail {"status", "count"}``,
 ``stall {"seconds", "count"}``, ``store-then-fail {"status", "count"}``,
@@ -39,13 +40,14 @@ import json
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 Json = dict[str, Any]
 MAX_BODY = 64 * 1024 * 1024
+RECORDED_HEADERS = ("Authorization", "X-Scope-OrgID", "Content-Type", "Content-Encoding")
 
 
 class Reply(Exception):
@@ -65,7 +67,11 @@ class Logged:
     records: int
     status: int
     at: float
-    authorization: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def authorization(self) -> str:
+        return self.headers.get("Authorization", "")
 
 
 @dataclass
@@ -222,9 +228,13 @@ class SinkStandIn:
             self.records.extend(records)
 
     def _log(self, method: str, path: str, count: int, status: int, headers: Any = None) -> None:
-        auth = (headers.get("Authorization") or "") if headers is not None else ""
+        kept = {
+            name: headers[name]
+            for name in RECORDED_HEADERS
+            if headers is not None and headers.get(name) is not None
+        }
         with self.lock:
-            self.requests.append(Logged(method, path, count, status, time.monotonic(), auth))
+            self.requests.append(Logged(method, path, count, status, time.monotonic(), kept))
 
     def _control(self, method: str, action: str, body: bytes) -> tuple[int, Any, str]:
         if method == "GET" and action == "records":

@@ -40,7 +40,11 @@ def run(settings: LogsSettings, stop: StopEvent | threading.Event) -> int:
     positions.check_writable()
     encoder = encoder_for(settings.sink, settings.identity, settings.format == "json")
     sink = make_sink(
-        settings.sink, settings.sink_timeout, settings.sink_ca, settings.sink_auth_file
+        settings.sink,
+        settings.sink_timeout,
+        settings.sink_ca,
+        settings.sink_auth_file,
+        settings.loki_tenant,
     )
     resumed = threading.Event()
 

@@ -317,6 +317,14 @@ KNOBS: tuple[Knob, ...] = (
         "file holding the Authorization header value, re-read on every connection",
     ),
     Knob(
+        "loki_tenant",
+        "--loki-tenant",
+        "SIDECAR_LOGS_LOKI_TENANT",
+        "",
+        str,
+        "Loki sinks: the tenant (X-Scope-OrgID header) of a multi-tenant Loki",
+    ),
+    Knob(
         "poll",
         "--poll-interval",
         "SIDECAR_LOGS_POLL_INTERVAL",
@@ -412,6 +420,7 @@ class LogsSettings:
     sink_timeout: float
     sink_ca: Path | None
     sink_auth_file: Path | None
+    loki_tenant: str
     poll: float
     rotate_wait: float
     drain_timeout: float

@@ -155,9 +155,13 @@ class Sink:
         headers = {"Content-Type": self.content_type, "User-Agent": "sidecar-logs"}
         if compressed:
             headers["Content-Encoding"] = "gzip"
+        headers.update(self.extra_headers())
         status, answer, retry_after = self.transport.post(payload, headers)
         judge(self.spec.url, status, answer, retry_after)
         return self.answer(answer, count)
+
+    def extra_headers(self) -> dict[str, str]:
+        return {}
 
     def answer(self, answer: bytes, count: int) -> Result:
         return Result()
@@ -192,6 +196,10 @@ class StdoutSink(Sink):
 class LokiSink(Sink):
     kind = "loki"
     content_type = "application/json"
+    tenant = ""
+
+    def extra_headers(self) -> dict[str, str]:
+        return {"X-Scope-OrgID": self.tenant} if self.tenant else {}
 
     def select(self, raw: bytes, indexes: list[int]) -> bytes:
         document = json.loads(raw)
@@ -260,15 +268,22 @@ def _item_error(outcome: dict[str, Any], status: int) -> str:
     return f"{status} {str(error)[:200]}"
 
 
-def make_sink(spec: SinkSpec, timeout: float, ca: Path | None, auth: Path | None) -> Sink:
+def make_sink(
+    spec: SinkSpec, timeout: float, ca: Path | None, auth: Path | None, tenant: str = ""
+) -> Sink:
     if spec.kind == "stdout":
         return StdoutSink(spec)
     url = spec.url
     if spec.kind == "elasticsearch":
         url += ("&" if "?" in url else "?") + ES_FILTER
     transport = Transport(url, timeout, ca, auth)
-    kinds: dict[str, type[Sink]] = {"loki": LokiSink, "elasticsearch": ElasticsearchSink}
-    return kinds.get(spec.kind, Sink)(spec, transport)
+    if spec.kind == "loki":
+        loki = LokiSink(spec, transport)
+        loki.tenant = tenant
+        return loki
+    if spec.kind == "elasticsearch":
+        return ElasticsearchSink(spec, transport)
+    return Sink(spec, transport)
 
 
 def raw_payload(payload: bytes, compressed: bool) -> bytes:

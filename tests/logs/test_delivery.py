@@ -79,7 +79,7 @@ def test_http_sink_gets_gzipped_ndjson_and_metrics_count_it(
 def test_loki_sink_pushes_streams_with_labels(
     agent: Callable[..., Agent], app: AppLog, loki: LokiStandIn, logs: Path
 ) -> None:
-    agent(sink=f"loki+{loki.url}", env=IDENTITY)
+    agent(sink=f"loki+{loki.url}", env=IDENTITY, args=["--loki-tenant=team-a"])
     for _ in range(5):
         app.write(raw=b"identical line\n")  # distinct timestamps: none taken for duplicates
     app.write(500)
@@ -95,6 +95,8 @@ def test_loki_sink_pushes_streams_with_labels(
         "node": "node-1",
         "filename": str(logs / "app.log"),
     }
+    assert {r.headers["X-Scope-OrgID"] for r in loki.requests} == {"team-a"}
+    assert {r.headers["Content-Encoding"] for r in loki.requests} == {"gzip"}
     stamps = [r["ts"] for r in loki.records]
     assert stamps == sorted(stamps)
     assert len(set(stamps)) == len(stamps)
