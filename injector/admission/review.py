@@ -25,12 +25,13 @@ from typing import Any, Literal
 import msgspec
 
 from contract.layout import PREFIX
-from injector.core.model import NamespaceInfo, has_ours
+from injector.core.model import NamespaceInfo, has_ours, opted_out
 from injector.core.patch import make_patch
 from injector.core.plan import INJECT_FALSE, NOT_REQUESTED
 from injector.core.pods import check_pod
 from injector.core.render import render
 from injector.core.settings import Settings
+from injector.core.views import Pod
 from injector.errors import BadReview, InjectionDenied, NotAPod
 
 log = logging.getLogger("injector.admission.review")
@@ -126,7 +127,7 @@ class Review:
     dry_run: bool
     annotations: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None  # the review, for the pod (CREATE of a Pod) decoded on demand
-    _pod: Mapping[str, Any] | None = None
+    _pod: Pod | None = None
 
     @property
     def is_pod_create(self) -> bool:
@@ -139,18 +140,21 @@ class Review:
         return envelope.request.object if envelope.request is not None else None
 
     @property
-    def pod(self) -> Mapping[str, Any] | None:
+    def pod(self) -> Pod | None:
         """The whole pod, decoded and type-checked once (``BadReview`` if malformed)."""
         if self._pod is None and self.body is not None:
             self._pod = _check_pod(self.document())
         return self._pod
 
 
+Result = Literal["injected", "skipped", "denied", "ignored", "error"]
+
+
 @dataclass(frozen=True)
 class Outcome:
     uid: str
     allowed: bool
-    result: str  # injected, skipped, denied, ignored, error
+    result: Result
     patch: list[dict[str, Any]] | None = None
     warnings: tuple[str, ...] = ()
     message: str | None = None
@@ -290,7 +294,7 @@ def admit(
         return Outcome(review.uid, True, "ignored")
     if not has_ours(review.annotations) and namespace.injection_default()[0] is None:
         return Outcome(review.uid, True, "skipped", skip_reason=NOT_REQUESTED)
-    if review.annotations.get(PREFIX + "inject", "").strip().lower() == "false":
+    if opted_out(review.annotations):
         # Decided before the limits: a pod that opts out is never denied for its size.
         return Outcome(review.uid, True, "skipped", skip_reason=INJECT_FALSE)
     document = review.document()
@@ -367,7 +371,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_pod(document: Any) -> Mapping[str, Any]:
+def _check_pod(document: Any) -> Pod:
     try:
         return check_pod(document, "request.object")  # the shape inject checks too
     except NotAPod as exc:

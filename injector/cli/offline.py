@@ -100,8 +100,8 @@ def evaluate(
 
 def _outcome(site: PodSite, namespace: NamespaceInfo, settings: Settings) -> Outcome:
     try:
-        check_pod(site.pod, site.location)
-        return Outcome(site, namespace, render(site.pod, namespace, settings))
+        pod = check_pod(site.pod, site.location)
+        return Outcome(site, namespace, render(pod, namespace, settings))
     except InjectionDenied as exc:
         return Outcome(site, namespace, None, str(exc), exc.warnings)
     except NotAPod as exc:

@@ -106,6 +106,16 @@ def has_ours(annotations: Mapping[str, Any]) -> bool:
     return any(key.startswith(PREFIX) for key in annotations)
 
 
+def opted_out(annotations: Mapping[str, Any]) -> bool:
+    """Whether the pod says ``inject: "false"`` (the webhook's fast path, before
+    the pod is decoded: such a pod is never denied, whatever else it says)."""
+    raw = annotations.get((pod.INJECT.annotation and PREFIX + pod.INJECT.annotation) or "")
+    try:
+        return isinstance(raw, str) and pod.INJECT.value.parse(raw) is False
+    except ValueError:
+        return False
+
+
 class _Parser:
     def __init__(self, annotations: Mapping[str, Any]) -> None:
         self.raw: dict[str, Any] = {

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from contract import config, layout, pod, proxy, secrets
 from contract.catalogue import role as contract_role
@@ -26,8 +26,10 @@ from contract.reload import ReloadTarget
 from contract.values import Quantity
 from injector.core.model import NamespaceInfo, PodRequest, parse_annotations
 from injector.core.settings import Profile, Resources, Settings, image_allowed
+from injector.core.views import Container, Pod, PodSecurityContext, PodSpec
 from injector.errors import InjectionDenied, UnknownProfile
 
+T = TypeVar("T")
 INJECTOR_LABEL = ("app.kubernetes.io/name", "sidecar-injector")
 PROXY_PORTS = (layout.ADMIN_PORT, layout.OUTBOUND_PORT, layout.INBOUND_PORT)
 AGENT_PORTS = (layout.PROXY_AGENT_PORT, layout.SECRETS_AGENT_PORT, layout.CONFIG_AGENT_PORT)
@@ -76,7 +78,7 @@ class RoleSpec:
         """The role's ``SIDECAR_*`` variables with plain values (refresher containers)."""
         return tuple(environment(contract_role(self.role), self.values))
 
-    def get(self, knob: Knob[Any]) -> Any:
+    def get(self, knob: Knob[T]) -> T | None:
         return self.values.get(knob)
 
 
@@ -134,7 +136,7 @@ class Plan:
 
 
 def decide(
-    pod_object: Mapping[str, Any],
+    pod_object: Pod,
     namespace: NamespaceInfo,
     settings: Settings,
     *,
@@ -144,16 +146,16 @@ def decide(
 
     ``job``: whether the pod belongs to a Job; None looks at ownerReferences.
     """
-    metadata = _mapping(pod_object.get("metadata"))
-    spec = _mapping(pod_object.get("spec"))
-    labels = _mapping(metadata.get("labels"))
+    metadata = pod_object.get("metadata", {})
+    spec = pod_object.get("spec", {})
+    labels = metadata.get("labels") or {}
     if namespace.name in settings.excluded_namespaces:
         return Skip(SYSTEM_NAMESPACE, f"namespace {namespace.name} is never injected"), None
     if labels.get(INJECTOR_LABEL[0]) == INJECTOR_LABEL[1] or (
         namespace.name == settings.injector_namespace
     ):
         return Skip(INJECTOR_POD, "the injector never injects its own pods"), None
-    request = parse_annotations(_mapping(metadata.get("annotations")))
+    request = parse_annotations(metadata.get("annotations") or {})
     skip = _skip(request, namespace, spec)
     if skip is not None:
         return skip, request
@@ -173,7 +175,7 @@ def decide(
         raise
 
 
-def _skip(request: PodRequest, namespace: NamespaceInfo, spec: Mapping[str, Any]) -> Skip | None:
+def _skip(request: PodRequest, namespace: NamespaceInfo, spec: PodSpec) -> Skip | None:
     default = namespace.injection_default()[0]
     if request.inject is False:
         return Skip(INJECT_FALSE, f'the pod says {layout.PREFIX}inject: "false"')
@@ -188,8 +190,8 @@ def _skip(request: PodRequest, namespace: NamespaceInfo, spec: Mapping[str, Any]
 
 
 def _plan(
-    pod_object: Mapping[str, Any],
-    spec: Mapping[str, Any],
+    pod_object: Pod,
+    spec: PodSpec,
     request: PodRequest,
     profile: Profile,
     settings: Settings,
@@ -202,7 +204,7 @@ def _plan(
     strategy: JobStrategy | None = None
     if is_job:
         strategy = "native sidecars: they stop when the app exits" if native else "init-only"
-    security = _mapping(spec.get("securityContext"))
+    security = spec.get("securityContext") or PodSecurityContext()
     user = group = layout.AGENT_UID
     if request.signal_reload and any(RELOAD in contract_role(r).knobs for r in request.roles):
         user, group = _app_user(app, security)
@@ -242,10 +244,8 @@ def _plan(
     )
 
 
-def _app_containers(
-    spec: Mapping[str, Any], request: PodRequest
-) -> tuple[list[Mapping[str, Any]], tuple[str, ...]]:
-    containers = [c for c in _list(spec.get("containers")) if isinstance(c, Mapping)]
+def _app_containers(spec: PodSpec, request: PodRequest) -> tuple[list[Container], tuple[str, ...]]:
+    containers = spec.get("containers") or []
     names = [str(c.get("name")) for c in containers]
     if not names:
         raise InjectionDenied("the pod has no containers; nothing to inject into")
@@ -288,7 +288,7 @@ def _values(role: str, request: PodRequest, profile: Profile) -> Values:
 
 
 def _proxy(
-    request: PodRequest, profile: Profile, app: list[Mapping[str, Any]], warnings: list[str]
+    request: PodRequest, profile: Profile, app: list[Container], warnings: list[str]
 ) -> RoleSpec:
     values = _values("proxy", request, profile)
     upstream, inbound = values.get(proxy.UPSTREAM), values.get(proxy.INBOUND_PORT)
@@ -315,7 +315,7 @@ def _proxy(
 
 
 def _secrets(
-    request: PodRequest, profile: Profile, security: Mapping[str, Any], user: int, group: int
+    request: PodRequest, profile: Profile, security: PodSecurityContext, user: int, group: int
 ) -> RoleSpec:
     values = _values("secrets", request, profile)
     if values.get(secrets.VAULT_ADDR) is None:
@@ -382,10 +382,10 @@ def _bounded(
     )
 
 
-def _app_user(app: list[Mapping[str, Any]], pod_security: Mapping[str, Any]) -> tuple[int, int]:
+def _app_user(app: list[Container], pod_security: PodSecurityContext) -> tuple[int, int]:
     users: set[tuple[int, int]] = set()
     for container in app:
-        sc = _mapping(container.get("securityContext"))
+        sc = container.get("securityContext") or {}
         uid = sc.get("runAsUser", pod_security.get("runAsUser"))
         gid = sc.get("runAsGroup", pod_security.get("runAsGroup", uid))
         if not isinstance(uid, int) or isinstance(uid, bool):
@@ -410,24 +410,15 @@ def _app_user(app: list[Mapping[str, Any]], pod_security: Mapping[str, Any]) -> 
     return users.pop()
 
 
-def _first_port(app: list[Mapping[str, Any]]) -> int | None:
+def _first_port(app: list[Container]) -> int | None:
     for container in app:
-        for port in _list(container.get("ports")):
-            entry = _mapping(port)
-            number = entry.get("containerPort")
-            if isinstance(number, int) and entry.get("protocol", "TCP") == "TCP":
+        for port in container.get("ports") or []:
+            number = port.get("containerPort")
+            if isinstance(number, int) and port.get("protocol", "TCP") == "TCP":
                 return number
     return None
 
 
-def _owned_by_job(pod_object: Mapping[str, Any]) -> bool:
-    owners = _list(_mapping(pod_object.get("metadata")).get("ownerReferences"))
-    return any(_mapping(o).get("kind") == "Job" for o in owners)
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def _owned_by_job(pod_object: Pod) -> bool:
+    owners = pod_object.get("metadata", {}).get("ownerReferences") or []
+    return any(isinstance(o, Mapping) and o.get("kind") == "Job" for o in owners)

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from injector.core.views import Pod
 from injector.errors import NotAPod
 
 Path = tuple[str | int, ...]
@@ -203,7 +204,7 @@ def _is_mapping(value: Any) -> bool:
     return type(value) is dict or isinstance(value, Mapping)
 
 
-def check_pod(obj: Any, where: str) -> Mapping[str, Any]:
+def check_pod(obj: Any, where: str) -> Pod:
     """``obj`` if it has the shape of a pod in every field the injector reads; else
     ``NotAPod`` naming the field (``where``: "request.object", "spec.template", or ""
     for a pod at the top of a manifest)."""
@@ -228,7 +229,7 @@ def check_pod(obj: Any, where: str) -> Mapping[str, Any]:
         _check_items(spec.get(key, []), f"{_at(where)}spec.{key}")
     if not isinstance(spec.get("securityContext", {}), Mapping):
         raise NotAPod(f"{_at(where)}spec.securityContext: expected an object")
-    return obj
+    return cast("Pod", obj)  # the view's structure is what was just checked
 
 
 def _at(where: str) -> str:

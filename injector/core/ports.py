@@ -16,11 +16,11 @@ role. Pure; linear in the pod.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from contract import layout
 from contract.catalogue import role as contract_role
 from injector.core.plan import Plan
+from injector.core.views import PodSpec
 from injector.errors import NameCollision
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
@@ -40,7 +40,7 @@ def reserved(plan: Plan) -> dict[int, str]:
     return ports
 
 
-def check_ports(spec: Mapping[str, Any], plan: Plan) -> None:
+def check_ports(spec: PodSpec, plan: Plan) -> None:
     """Raise ``NameCollision`` naming every clash of the user's containers in ``spec``
     (without ours: it is stripped of a previous injection) with our ports."""
     ports = reserved(plan)
@@ -54,12 +54,9 @@ def check_ports(spec: Mapping[str, Any], plan: Plan) -> None:
         raise NameCollision("; ".join(clashes) + f" (the sidecars of this pod use {listed})")
 
 
-def _containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+def _containers(spec: PodSpec) -> Iterator[tuple[str, Mapping[str, object]]]:
     for key in ("initContainers", "containers"):
-        items = spec.get(key)
-        for container in items if isinstance(items, list) else []:
-            if not isinstance(container, Mapping):
-                continue
+        for container in _items(spec.get(key)):
             name = container.get("name")
             if key == "containers":
                 yield f"container {name}", container
@@ -69,7 +66,7 @@ def _containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any
                 yield f"init container {name}", container
 
 
-def _declared(what: str, container: Mapping[str, Any], ports: Mapping[int, str]) -> list[str]:
+def _declared(what: str, container: Mapping[str, object], ports: Mapping[int, str]) -> list[str]:
     clashes = []
     for entry in _items(container.get("ports")):
         number = entry.get("containerPort")
@@ -81,7 +78,7 @@ def _declared(what: str, container: Mapping[str, Any], ports: Mapping[int, str])
     return clashes
 
 
-def _aimed(what: str, container: Mapping[str, Any], ports: Mapping[int, str]) -> list[str]:
+def _aimed(what: str, container: Mapping[str, object], ports: Mapping[int, str]) -> list[str]:
     named = {
         entry.get("name"): entry.get("containerPort") for entry in _items(container.get("ports"))
     }
@@ -108,5 +105,5 @@ def _aimed(what: str, container: Mapping[str, Any], ports: Mapping[int, str]) ->
     return clashes
 
 
-def _items(value: Any) -> list[Mapping[str, Any]]:
+def _items(value: object) -> list[Mapping[str, object]]:
     return [x for x in value if isinstance(x, Mapping)] if isinstance(value, list) else []

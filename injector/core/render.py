@@ -1,9 +1,10 @@
 """``render(pod, namespace, settings) -> RenderResult``: the injection, pure.
 
-Steps: strip what a previous injection added (listed in the ``status``
-annotation), decide (``injector.core.plan``), refuse name collisions, add the
-containers and volumes (``injector.core.containers``), write ``status``. No I/O;
-the input is never mutated; ``render(render(p).pod) == render(p)``.
+Steps: parse the ``status`` annotation once (``injector.core.status``) and
+strip what a previous injection added, decide (``injector.core.plan``),
+refuse name and port collisions, add the containers and volumes
+(``injector.core.containers``), write ``status``. No I/O; the input is never
+mutated; ``render(render(p).pod) == render(p)``.
 
 Order of initContainers: native ``sidecar-proxy`` first (so user init
 containers can use it), then ``sidecar-secrets-init``, ``sidecar-config-init``,
@@ -14,50 +15,31 @@ ready, which holds the app) and the refreshers last.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from contract import layout
 from contract.layout import PREFIX, STATUS
 from injector.core import containers as c
 from injector.core.model import NamespaceInfo, PodRequest
 from injector.core.plan import NOT_REQUESTED, Plan, Skip, decide
 from injector.core.ports import check_ports
 from injector.core.settings import Settings
+from injector.core.status import Status
+from injector.core.views import Container, ObjectMeta, Pod, PodSpec, Volume, VolumeMount
 from injector.errors import InjectionDenied, NameCollision
 
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
-# What a status annotation may list: only names the injector itself adds, so a
-# forged or copied status can never make re-injection strip the user's own.
-OUR_CONTAINERS = frozenset(
-    {
-        layout.PROXY_CONTAINER,
-        layout.SECRETS_INIT_CONTAINER,
-        layout.SECRETS_CONTAINER,
-        layout.CONFIG_INIT_CONTAINER,
-        layout.CONFIG_CONTAINER,
-    }
-)
-OUR_VOLUMES = frozenset(
-    {
-        layout.PROXY_VOLUME,
-        layout.SECRETS_VOLUME,
-        layout.STATE_VOLUME,
-        layout.TOKEN_VOLUME,
-        layout.CONFIG_VOLUME,
-    }
-)
+Built = dict[str, Any]  # Kubernetes JSON the injector builds (containers, volumes)
 
 
 @dataclass(frozen=True)
 class RenderResult:
-    pod: Mapping[str, Any]  # the injected pod, or the input unchanged when skipped
+    pod: Pod  # the injected pod, or the input unchanged when skipped
     warnings: tuple[str, ...]
     skip: Skip | None = None
     plan: Plan | None = None
-    status: Mapping[str, Any] | None = None
+    status: Status | None = None
     request: PodRequest | None = None  # what the annotations asked for (None: not read)
 
     @property
@@ -69,23 +51,39 @@ class RenderResult:
         return tuple(r.role for r in self.plan.roles) if self.plan else ()
 
 
+@dataclass
+class _Added:
+    """The containers an injection adds, by where they go."""
+
+    first_init: list[Built]  # before the user's init containers
+    later_init: list[Built]  # native refreshers, after ours
+    before: list[Built]  # classic: before the app (the proxy)
+    after: list[Built]  # classic: after the app (refreshers)
+
+    @property
+    def all(self) -> list[Built]:
+        return self.first_init + self.later_init + self.before + self.after
+
+
 def render(
-    pod: Mapping[str, Any],
+    pod: Pod,
     namespace: NamespaceInfo,
     settings: Settings,
     *,
     job: bool | None = None,
 ) -> RenderResult:
-    """Inject ``pod``; raise ``InjectionDenied`` when it cannot be injected as asked."""
+    """Inject ``pod`` (checked by ``injector.core.pods.check_pod``); raise
+    ``InjectionDenied`` when it cannot be injected as asked."""
     if not isinstance(pod, Mapping) or not isinstance(pod.get("spec"), Mapping):
         raise InjectionDenied("the object is not a pod: it has no spec")
-    stripped = strip(pod)
+    previous = Status.of(pod.get("metadata", {}).get("annotations") or {})
+    stripped = strip(pod, previous)
     decision, request = decide(stripped, namespace, settings, job=job)
     if isinstance(decision, Skip):
         return RenderResult(pod, _skip_warnings(decision, request), skip=decision, request=request)
-    plan = decision
-    injected, status = _inject(stripped, plan, settings.version, _foreign_mounts(pod))
-    return RenderResult(injected, plan.warnings, plan=plan, status=status, request=request)
+    carried = _foreign_mounts(pod, previous)
+    injected, status = _inject(stripped, decision, settings.version, carried)
+    return RenderResult(injected, decision.warnings, plan=decision, status=status, request=request)
 
 
 def _skip_warnings(skip: Skip, request: PodRequest | None) -> tuple[str, ...]:
@@ -94,87 +92,53 @@ def _skip_warnings(skip: Skip, request: PodRequest | None) -> tuple[str, ...]:
     warnings = list(request.warnings)
     if skip.reason == NOT_REQUESTED and request.tuned:
         warnings.append(
-            "sidecar annotations are set but injection is off: "
-            'add sidecar.example.io/inject: "true"'
+            f'sidecar annotations are set but injection is off: add {PREFIX}inject: "true"'
         )
     return tuple(warnings)
 
 
-def strip(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+def strip(pod: Pod, status: Status | None) -> Pod:
     """The pod without what the injection recorded in ``status`` added."""
-    metadata = pod.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    if not isinstance(annotations, Mapping) or STATUS not in annotations:
+    if status is None:
         return pod
-    assert isinstance(metadata, Mapping)
-    status = _load_status(annotations[STATUS])
     spec = dict(pod["spec"])
-    ours = set(status["containers"]) | set(status["initContainers"])
-    volumes = set(status["volumes"])
+    volumes = set(status.volumes)
     for key in ("containers", "initContainers"):
-        if isinstance(spec.get(key), list):
-            kept = [_unmount(x, volumes) for x in spec[key] if _name(x) not in ours]
+        items = spec.get(key)
+        if isinstance(items, list):
+            kept = [_unmount(x, volumes) for x in items if x.get("name") not in status.added]
             if kept or key == "containers":
                 spec[key] = kept
             else:
                 del spec[key]
-    if isinstance(spec.get("volumes"), list):
-        kept_volumes = [v for v in spec["volumes"] if _name(v) not in volumes]
+    user_volumes = spec.get("volumes")
+    if isinstance(user_volumes, list):
+        kept_volumes = [v for v in user_volumes if v.get("name") not in volumes]
         if kept_volumes:
             spec["volumes"] = kept_volumes
         else:
             del spec["volumes"]
-    if status.get("shareProcessNamespace"):
+    if status.share_process_namespace:
         spec.pop("shareProcessNamespace", None)
-    new_annotations = {k: v for k, v in annotations.items() if k != STATUS}
-    if status.get("defaultContainer"):
-        new_annotations.pop(DEFAULT_CONTAINER, None)
-    new_metadata = dict(metadata)
-    if new_annotations:
-        new_metadata["annotations"] = new_annotations
+    metadata = ObjectMeta(**pod.get("metadata", ObjectMeta()))
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k != STATUS}
+    if status.default_container:
+        annotations.pop(DEFAULT_CONTAINER, None)
+    if annotations:
+        metadata["annotations"] = annotations
     else:
-        del new_metadata["annotations"]
-    return {**pod, "metadata": new_metadata, "spec": spec}
+        metadata.pop("annotations", None)
+    return cast("Pod", {**pod, "metadata": metadata, "spec": spec})
 
 
-def _load_status(text: Any) -> dict[str, Any]:
-    try:
-        status = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        status = None
-    if not isinstance(status, dict) or not all(
-        isinstance(status.get(k), list) and all(isinstance(n, str) for n in status[k])
-        for k in ("containers", "initContainers", "volumes")
-    ):
-        raise InjectionDenied(
-            f"annotation {STATUS} is not what the injector writes (JSON with containers, "
-            "initContainers and volumes); remove it, the injector sets it"
-        )
-    foreign = sorted(
-        {n for k in ("containers", "initContainers") for n in status[k]} - OUR_CONTAINERS
-        | set(status["volumes"]) - OUR_VOLUMES
-    )
-    if foreign:
-        raise InjectionDenied(
-            f"annotation {STATUS} lists {', '.join(foreign)}, which the injector never adds "
-            f"(it adds containers {', '.join(sorted(OUR_CONTAINERS))} and volumes "
-            f"{', '.join(sorted(OUR_VOLUMES))}); remove the annotation, the injector sets it"
-        )
-    return status
-
-
-def _name(item: Any) -> Any:
-    return item.get("name") if isinstance(item, Mapping) else None
-
-
-def _unmount(container: Any, volumes: set[str]) -> Any:
-    if not isinstance(container, Mapping) or not isinstance(container.get("volumeMounts"), list):
+def _unmount(container: Container, volumes: set[str]) -> Container:
+    mounts = container.get("volumeMounts")
+    if not isinstance(mounts, list):
         return container
-    mounts = container["volumeMounts"]
-    kept = [m for m in mounts if _name(m) not in volumes]
+    kept = [m for m in mounts if m.get("name") not in volumes]
     if len(kept) == len(mounts):
         return container
-    result = dict(container)
+    result = cast("Container", dict(container))
     if kept:
         result["volumeMounts"] = kept
     else:
@@ -182,107 +146,103 @@ def _unmount(container: Any, volumes: set[str]) -> Any:
     return result
 
 
-def _foreign_mounts(pod: Mapping[str, Any]) -> dict[str, list[Any]]:
+def _foreign_mounts(pod: Pod, status: Status | None) -> dict[str, list[VolumeMount]]:
     """Mounts that others added to our containers after a previous injection (e.g. the
     ServiceAccount admission plugin's kube-api-access volume, added when the apiserver
     re-runs built-in plugins), keyed by container name: kept on re-injection."""
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    if STATUS not in annotations:
+    if status is None:
         return {}
-    status = _load_status(annotations[STATUS])
-    ours, volumes = (
-        set(status["containers"]) | set(status["initContainers"]),
-        set(status["volumes"]),
-    )
+    found: dict[str, list[VolumeMount]] = {}
     spec = pod["spec"]
-    found: dict[str, list[Any]] = {}
-    for key in ("initContainers", "containers"):
-        for container in spec.get(key) or []:
-            if _name(container) in ours:
-                extra = [m for m in _items(container, "volumeMounts") if _name(m) not in volumes]
-                if extra:
-                    found[str(_name(container))] = extra
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        name = container.get("name")
+        if name in status.added:
+            mounts = container.get("volumeMounts") or []
+            extra = [m for m in mounts if m.get("name") not in status.volumes]
+            if extra:
+                found[str(name)] = extra
     return found
 
 
+def _sidecars(plan: Plan) -> _Added:
+    added = _Added([], [], [], [])
+    proxy, secrets, config = plan.role("proxy"), plan.role("secrets"), plan.role("config")
+    refreshers = added.later_init if plan.native else added.after
+    if proxy:
+        (added.first_init if plan.native else added.before).append(c.proxy_container(plan, proxy))
+    if secrets and plan.secrets_init:
+        added.first_init.append(c.secrets_container(plan, secrets, init=True))
+    if config:
+        added.first_init.append(c.config_container(plan, config, init=True))
+    if secrets and plan.secrets_sidecar:
+        refreshers.append(c.secrets_container(plan, secrets, init=False))
+    if config and plan.config_sidecar:
+        refreshers.append(c.config_container(plan, config, init=False))
+    return added
+
+
 def _inject(
-    pod: Mapping[str, Any], plan: Plan, version: str, carried: Mapping[str, list[Any]]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    spec = dict(pod["spec"])
+    pod: Pod, plan: Plan, version: str, carried: Mapping[str, list[VolumeMount]]
+) -> tuple[Pod, Status]:
+    spec: PodSpec = cast("PodSpec", dict(pod["spec"]))
     app_containers = list(spec.get("containers") or [])
     user_inits = list(spec.get("initContainers") or [])
     user_volumes = list(spec.get("volumes") or [])
-    first_init: list[dict[str, Any]] = []
-    later_init: list[dict[str, Any]] = []
-    before: list[dict[str, Any]] = []
-    after: list[dict[str, Any]] = []
-    proxy, secrets, config = plan.role("proxy"), plan.role("secrets"), plan.role("config")
-    if proxy:
-        (first_init if plan.native else before).append(c.proxy_container(plan, proxy))
-    if secrets and plan.secrets_init:
-        first_init.append(c.secrets_container(plan, secrets, init=True))
-    if config:
-        first_init.append(c.config_container(plan, config, init=True))
-    if secrets and plan.secrets_sidecar:
-        (later_init if plan.native else after).append(
-            c.secrets_container(plan, secrets, init=False)
-        )
-    if config and plan.config_sidecar:
-        (later_init if plan.native else after).append(c.config_container(plan, config, init=False))
+    added = _sidecars(plan)
     new_volumes = c.volumes(plan)
-    added = first_init + later_init + before + after
-    for container in added:
+    for container in added.all:
         paths = {m["mountPath"] for m in container.get("volumeMounts", [])}
         extra = [m for m in carried.get(container["name"], []) if m.get("mountPath") not in paths]
         if extra:
             container["volumeMounts"] = [*container.get("volumeMounts", []), *extra]
     check_ports(spec, plan)  # every container of the user's, every port of ours
-    _check_collisions(app_containers + user_inits, user_volumes, added, new_volumes, plan)
-    mounts = c.app_mounts(plan)
+    _check_collisions(app_containers + user_inits, user_volumes, added.all, new_volumes, plan)
+    mounts = cast("list[VolumeMount]", c.app_mounts(plan))
     if mounts:
         app_containers = [
-            {**x, "volumeMounts": [*(x.get("volumeMounts") or []), *mounts]}
-            if _name(x) in plan.app_containers
+            cast("Container", {**x, "volumeMounts": [*(x.get("volumeMounts") or []), *mounts]})
+            if x.get("name") in plan.app_containers
             else x
             for x in app_containers
         ]
-    inits = first_init + later_init
-    spec["containers"] = before + app_containers + after
+    inits = cast("list[Container]", added.first_init + added.later_init)
+    ours = cast("list[Container]", added.before), cast("list[Container]", added.after)
+    spec["containers"] = [*ours[0], *app_containers, *ours[1]]
     if inits or user_inits:
         spec["initContainers"] = inits + user_inits
-    spec["volumes"] = user_volumes + new_volumes
-    status: dict[str, Any] = {
-        "version": version,
-        "profile": plan.profile.name,
-        "roles": [r.role for r in plan.roles],
-        "mode": "native" if plan.native else "classic",
-    }
-    if plan.job_strategy:
-        status["job"] = plan.job_strategy
-    status["initContainers"] = [x["name"] for x in inits]
-    status["containers"] = [x["name"] for x in before + after]
-    status["volumes"] = [v["name"] for v in new_volumes]
+    spec["volumes"] = user_volumes + cast("list[Volume]", new_volumes)
     if plan.share_process_namespace:
         spec["shareProcessNamespace"] = True
-        status["shareProcessNamespace"] = True
-    metadata = dict(pod.get("metadata") or {})
+    metadata = ObjectMeta(**pod.get("metadata", ObjectMeta()))
     annotations = dict(metadata.get("annotations") or {})
-    if before and DEFAULT_CONTAINER not in annotations:
-        annotations[DEFAULT_CONTAINER] = str(_name(app_containers[0]))
-        status["defaultContainer"] = True
-    annotations[STATUS] = json.dumps(status, separators=(",", ":"))
+    default_container = bool(added.before) and DEFAULT_CONTAINER not in annotations
+    if default_container:
+        annotations[DEFAULT_CONTAINER] = str(app_containers[0].get("name"))
+    status = Status(
+        version=version,
+        profile=plan.profile.name,
+        roles=tuple(r.role for r in plan.roles),
+        mode="native" if plan.native else "classic",
+        job=plan.job_strategy,
+        init_containers=tuple(x["name"] for x in inits),
+        containers=tuple(x["name"] for x in added.before + added.after),
+        volumes=tuple(v["name"] for v in new_volumes),
+        share_process_namespace=plan.share_process_namespace,
+        default_container=default_container,
+    )
+    annotations[STATUS] = status.to_json()
     metadata["annotations"] = annotations
-    return {**pod, "metadata": metadata, "spec": spec}, status
+    return cast("Pod", {**pod, "metadata": metadata, "spec": spec}), status
 
 
 def _check_collisions(
-    existing: list[Any],
-    volumes: list[Any],
-    added: list[dict[str, Any]],
-    new_volumes: list[dict[str, Any]],
+    existing: list[Container],
+    volumes: list[Volume],
+    added: list[Built],
+    new_volumes: list[Built],
     plan: Plan,
 ) -> None:
-    names = {_name(x) for x in existing}
+    names = {x.get("name") for x in existing}
     clash = [x["name"] for x in added if x["name"] in names]
     if clash:
         raise NameCollision(
@@ -290,15 +250,15 @@ def _check_collisions(
             "containers with that name: rename yours (or remove a copied injection, "
             f"including the {PREFIX}status annotation)"
         )
-    volume_names = {_name(v) for v in volumes}
+    volume_names = {v.get("name") for v in volumes}
     clash = [v["name"] for v in new_volumes if v["name"] in volume_names]
     if clash:
         raise NameCollision(
             f"the pod already has a volume named {', '.join(clash)}; the injector adds volumes "
             "with that name: rename yours"
         )
-    port_names = {_name(p) for x in existing for p in _items(x, "ports")}
-    ours = {_name(p) for x in added for p in x.get("ports", [])}
+    port_names = {p.get("name") for x in existing for p in x.get("ports") or []}
+    ours = {p.get("name") for x in added for p in x.get("ports", [])}
     clash = sorted(str(n) for n in ours & port_names)
     if clash:
         raise NameCollision(
@@ -307,17 +267,12 @@ def _check_collisions(
         )
     paths = {m["mountPath"] for m in c.app_mounts(plan)}
     for x in existing:
-        if not isinstance(x, Mapping) or _name(x) not in plan.app_containers:
+        if x.get("name") not in plan.app_containers:
             continue
-        for m in _items(x, "volumeMounts"):
-            if isinstance(m, Mapping) and m.get("mountPath") in paths:
+        for m in x.get("volumeMounts") or []:
+            if m.get("mountPath") in paths:
                 raise NameCollision(
-                    f"container {_name(x)} already mounts something at {m.get('mountPath')}, "
-                    "where the injector mounts secrets/config: change that mount, or "
-                    f"{PREFIX}config-path"
+                    f"container {x.get('name')} already mounts something at "
+                    f"{m.get('mountPath')}, where the injector mounts secrets/config: change "
+                    f"that mount, or {PREFIX}config-path"
                 )
-
-
-def _items(container: Any, key: str) -> list[Any]:
-    value = container.get(key) if isinstance(container, Mapping) else None
-    return value if isinstance(value, list) else []

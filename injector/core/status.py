@@ -1,0 +1,123 @@
+"""The ``status`` annotation: what an injection added, parsed once into a
+typed record.
+
+``render`` writes it on every injected pod and reads it back (``Status.of``)
+when a pod comes again (re-invocation, a copied manifest): what it lists is
+stripped before injecting anew, so injecting twice changes nothing. It may
+list only names the injector itself adds, so a forged or copied status can
+never make re-injection strip the user's own containers or volumes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from contract import layout
+from contract.layout import STATUS
+from injector.errors import InjectionDenied
+
+Mode = Literal["native", "classic"]
+OUR_CONTAINERS = frozenset(
+    {
+        layout.PROXY_CONTAINER,
+        layout.SECRETS_INIT_CONTAINER,
+        layout.SECRETS_CONTAINER,
+        layout.CONFIG_INIT_CONTAINER,
+        layout.CONFIG_CONTAINER,
+    }
+)
+OUR_VOLUMES = frozenset(
+    {
+        layout.PROXY_VOLUME,
+        layout.SECRETS_VOLUME,
+        layout.STATE_VOLUME,
+        layout.TOKEN_VOLUME,
+        layout.CONFIG_VOLUME,
+    }
+)
+_LISTS = ("initContainers", "containers", "volumes")
+
+
+@dataclass(frozen=True)
+class Status:
+    """What one injection added, as the ``status`` annotation records it."""
+
+    version: str = ""
+    profile: str = ""
+    roles: tuple[str, ...] = ()
+    mode: Mode = "native"
+    job: str | None = None
+    init_containers: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    share_process_namespace: bool = False
+    default_container: bool = False
+
+    @property
+    def added(self) -> frozenset[str]:
+        """Names of the containers (init or not) the injection added."""
+        return frozenset(self.init_containers) | frozenset(self.containers)
+
+    @classmethod
+    def of(cls, annotations: Mapping[str, str]) -> Status | None:
+        """The pod's status, None when it has none; ``InjectionDenied`` when it
+        is not what the injector writes or lists names it never adds."""
+        text = annotations.get(STATUS)
+        return None if text is None else cls.parse(text)
+
+    @classmethod
+    def parse(cls, text: object) -> Status:
+        try:
+            data = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not all(
+            isinstance(data.get(k), list) and all(isinstance(n, str) for n in data[k])
+            for k in _LISTS
+        ):
+            raise InjectionDenied(
+                f"annotation {STATUS} is not what the injector writes (JSON with containers, "
+                "initContainers and volumes); remove it, the injector sets it"
+            )
+        roles = data.get("roles")
+        status = cls(
+            version=str(data.get("version", "")),
+            profile=str(data.get("profile", "")),
+            roles=tuple(str(r) for r in roles) if isinstance(roles, list) else (),
+            mode="classic" if data.get("mode") == "classic" else "native",
+            job=data["job"] if isinstance(data.get("job"), str) else None,
+            init_containers=tuple(data["initContainers"]),
+            containers=tuple(data["containers"]),
+            volumes=tuple(data["volumes"]),
+            share_process_namespace=data.get("shareProcessNamespace") is True,
+            default_container=data.get("defaultContainer") is True,
+        )
+        foreign = sorted((status.added - OUR_CONTAINERS) | (set(status.volumes) - OUR_VOLUMES))
+        if foreign:
+            raise InjectionDenied(
+                f"annotation {STATUS} lists {', '.join(foreign)}, which the injector never adds "
+                f"(it adds containers {', '.join(sorted(OUR_CONTAINERS))} and volumes "
+                f"{', '.join(sorted(OUR_VOLUMES))}); remove the annotation, the injector sets it"
+            )
+        return status
+
+    def to_json(self) -> str:
+        data: dict[str, object] = {
+            "version": self.version,
+            "profile": self.profile,
+            "roles": list(self.roles),
+            "mode": self.mode,
+        }
+        if self.job:
+            data["job"] = self.job
+        data["initContainers"] = list(self.init_containers)
+        data["containers"] = list(self.containers)
+        data["volumes"] = list(self.volumes)
+        if self.share_process_namespace:
+            data["shareProcessNamespace"] = True
+        if self.default_container:
+            data["defaultContainer"] = True
+        return json.dumps(data, separators=(",", ":"))
