@@ -68,6 +68,27 @@ VAULT_CACERT: Knob[Path] = Knob(
     flag="--vault-cacert",
     doc_default="the system bundle",
 )
+# A CA certificate (EC P-256, self-signed, "example Vault CA"): the row's example.
+EXAMPLE_CA = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBNjCB3qADAgECAgEBMAoGCCqGSM49BAMCMBsxGTAXBgNVBAMMEGV4YW1wbGUg\n"
+    "VmF1bHQgQ0EwHhcNMjYwMTAxMDAwMDAwWhcNMzUxMjMwMDAwMDAwWjAbMRkwFwYD\n"
+    "VQQDDBBleGFtcGxlIFZhdWx0IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n"
+    "VUvhnI7u3MA464mTl/JgF2tSJRgycLomPGrjFWAzvbxQhJQ0X2jKiae7pp8uZKBs\n"
+    "gO28VTDnVbdmXX8okdfmpaMTMBEwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD\n"
+    "AgNHADBEAiAj+6MZ8ijdyG7/CP+KSc38c+RQGgxPBbKO/jKrLiGcLgIgbp4NwzKd\n"
+    "ChzPmc9kyd96KlpTFaxi6uN9EOLeswz7oe8=\n"
+    "-----END CERTIFICATE-----\n"
+)
+VAULT_CA_BUNDLE: Knob[str] = Knob(
+    "vault_ca_pem",
+    values.PEM_CERTIFICATES,
+    "the CAs of an https Vault as PEM text, trusted with --vault-cacert's instead of the system's",
+    env="SIDECAR_VAULT_CACERT_PEM",
+    flag="--vault-cacert-pem",
+    profile="vault.caBundle",
+    example=EXAMPLE_CA,
+)
 TOKEN_FILE: Knob[Path] = Knob(
     "token_file",
     values.FILE,
@@ -167,6 +188,7 @@ ROLE = Role(
         MODE,
         VAULT_NAMESPACE,
         VAULT_CACERT,
+        VAULT_CA_BUNDLE,
         TOKEN_FILE,
         SECRETS,
         SECRETS_DIR,

@@ -8,6 +8,7 @@ lists, ``Literal`` strings for modes.
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
 import re
@@ -155,6 +156,34 @@ def _http_url(text: str) -> str:
 
 
 HTTP_URL = Value("an http:// or https:// URL", _http_url)
+
+PEM_LIMIT = 64 * 1024
+_PEM_BLOCK = re.compile(
+    r"-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----"
+)
+
+
+def _pem_certificates(text: str) -> str:
+    """PEM certificates, checked for shape only (base64 between the markers);
+    the agent hands them to OpenSSL."""
+    value = text.strip()
+    if len(value) > PEM_LIMIT:
+        raise ValueError(f"{len(value)} characters, more than {PEM_LIMIT // 1024} KiB")
+    blocks = _PEM_BLOCK.findall(value)
+    try:
+        if not all(binascii.a2b_base64("".join(b.split()), strict_mode=True) for b in blocks):
+            blocks = []
+    except binascii.Error:
+        blocks = []
+    if not blocks or _PEM_BLOCK.sub("", value).strip():
+        raise ValueError("not PEM certificates")
+    return value + "\n"
+
+
+PEM_CERTIFICATES = Value(
+    f"PEM certificates (-----BEGIN CERTIFICATE-----...), at most {PEM_LIMIT // 1024} KiB",
+    _pem_certificates,
+)
 
 
 @dataclass(frozen=True)

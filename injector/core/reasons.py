@@ -149,6 +149,8 @@ def _source(request: PodRequest, plan: Plan, spec: RoleSpec, knob: Knob[Any]) ->
             )
         return None
     text = knob.format(value)
+    if "-----BEGIN " in text:  # a CA bundle: counted, not printed
+        text = f"{text.count('-----BEGIN ')} PEM certificate(s)"
     if knob in request.values:
         return f"{text}: the pod's {PREFIX}{knob.annotation}"
     if knob in DERIVED:

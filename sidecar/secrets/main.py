@@ -29,7 +29,12 @@ def main(argv: list[str]) -> int:
 
 
 def build(settings: SecretsSettings, registry: Registry, log: Logger) -> Agent:
-    client = VaultClient(settings.vault_addr, settings.vault_namespace, settings.vault_cacert)
+    client = VaultClient(
+        settings.vault_addr,
+        settings.vault_namespace,
+        settings.vault_cacert,
+        cadata=settings.vault_ca_pem,
+    )
     auth = Auth(client, settings.auth_path, settings.role, settings.token_file, registry)
     notifier = (
         Notifier(settings.reload, registry, log) if settings.reload and not settings.init else None

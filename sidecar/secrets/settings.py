@@ -25,6 +25,7 @@ class SecretsSettings:
     auth_path: str
     vault_namespace: str | None
     vault_cacert: Path | None
+    vault_ca_pem: str | None
     token_file: Path
     secrets: tuple[SecretSpec, ...]
     secrets_dir: Path
@@ -60,6 +61,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Secre
         auth_path=v.require(rows.AUTH_PATH),
         vault_namespace=v.get(rows.VAULT_NAMESPACE),
         vault_cacert=v.get(rows.VAULT_CACERT),
+        vault_ca_pem=v.get(rows.VAULT_CA_BUNDLE),
         token_file=v.require(rows.TOKEN_FILE),
         secrets=need(v, rows.SECRETS, SECRETS_HELP),
         secrets_dir=v.require(rows.SECRETS_DIR),

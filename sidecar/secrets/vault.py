@@ -65,10 +65,12 @@ class VaultClient:
         namespace: str | None = None,
         cacert: Path | None = None,
         timeout: float = 10.0,
+        cadata: str | None = None,
     ) -> None:
         self.addr = addr
         self.namespace = namespace
         self.cacert = cacert
+        self.cadata = cadata
         self.timeout = timeout
         self.deadline: Deadline | None = None
         parts = urlsplit(addr)
@@ -79,9 +81,28 @@ class VaultClient:
         self._context: ssl.SSLContext | None = None
         if self._https:
             try:
-                self._context = ssl.create_default_context(cafile=str(cacert) if cacert else None)
-            except OSError as exc:
-                raise VaultError(f"Vault CA bundle {cacert}: {exc.strerror or exc}") from exc
+                self._context = ssl.create_default_context(
+                    cafile=str(cacert) if cacert else None, cadata=cadata
+                )
+            except OSError as exc:  # ssl.SSLError too
+                raise VaultError(
+                    f"Vault's CA bundle cannot be loaded from {self._sources()}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+
+    def _sources(self) -> str:
+        sources = [f"{self.cacert} (SIDECAR_VAULT_CACERT)"] if self.cacert else []
+        if self.cadata:
+            sources.append("SIDECAR_VAULT_CACERT_PEM (the profile's vault.caBundle)")
+        return " or ".join(sources)
+
+    def _trusted(self) -> str:
+        if self.cacert or self.cadata:
+            return f"a CA in {self._sources()}"
+        return (
+            "a CA the system trusts; give Vault's CA with the profile's vault.caBundle "
+            "(SIDECAR_VAULT_CACERT_PEM) or SIDECAR_VAULT_CACERT"
+        )
 
     def call(
         self, method: str, path: str, token: str | None = None, body: Json | None = None
@@ -110,10 +131,9 @@ class VaultClient:
             response = conn.getresponse()
             raw = response.read(MAX_ANSWER + 1)
         except ssl.SSLCertVerificationError as exc:
-            trusted = f"a CA in {self.cacert}" if self.cacert else "a CA the system trusts"
             raise Unavailable(
                 f"Vault at {self.addr} ({where}): {exc.verify_message or exc}; its certificate "
-                f"must be signed by {trusted} (--vault-cacert / SIDECAR_VAULT_CACERT)"
+                f"must be signed by {self._trusted()}"
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise Unavailable(f"Vault at {self.addr} unreachable ({where}): {exc}") from exc

@@ -109,6 +109,19 @@ def test_every_value_says_where_it_comes_from(
     assert values["secrets.mode"] == "both: profile default (secretsMode)"
 
 
+def test_a_vault_ca_is_passed_and_explained_without_its_pem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    vault = {"address": "https://vault:8200", "role": "app", "caBundle": ca * 2}
+    values = explain(tmp_path, capsys, {P + "secret-db": "kv/db"}, profile={"vault": vault})[
+        "values"
+    ]
+    assert values["secrets.vault-cacert-pem"] == (
+        "2 PEM certificate(s): profile default (vault.caBundle)"
+    )
+
+
 def test_a_job_says_why_it_completes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reasons = explain(
         tmp_path, capsys, {P + "secret-db": "kv/db"}, "--cluster-version", "1.28", kind="Job"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contract import proxy
+from contract import secrets as secrets_rows
 from injector.core.settings import (
     Profile,
     Settings,
@@ -33,7 +34,12 @@ def test_profile_spec_round_trip() -> None:
             "images": {"proxy": "registry.example.io/proxy:1"},
             "resources": {"secrets": {"limits": {"memory": "128Mi"}}},
             "bounds": {"maxCpu": "4"},
-            "vault": {"address": "https://vault:8200", "role": "app", "authPath": "k8s"},
+            "vault": {
+                "address": "https://vault:8200",
+                "role": "app",
+                "authPath": "k8s",
+                "caBundle": secrets_rows.EXAMPLE_CA,
+            },
             "proxy": {"timeout": "5s", "retries": 3, "retryOn": "5xx"},
             "nativeSidecars": "true",
             "secretsMode": "init",
@@ -47,6 +53,7 @@ def test_profile_spec_round_trip() -> None:
     assert profile.values.get(proxy.RETRIES) == 3
     assert profile.values.get(proxy.TIMEOUT) == 5.0
     assert profile.native_sidecars == "true"
+    assert profile.values.get(secrets_rows.VAULT_CA_BUNDLE) == secrets_rows.EXAMPLE_CA
 
 
 @pytest.mark.parametrize(
@@ -57,6 +64,8 @@ def test_profile_spec_round_trip() -> None:
         ({"proxy": {"retries": 11}}, "proxy.retries"),
         ({"proxy": {"retryOn": "always"}}, "retry"),
         ({"vault": {"address": "vault:8200"}}, "vault.address"),
+        ({"vault": {"caBundle": "MIIB..."}}, "vault.caBundle"),
+        ({"vault": {"caBundle": secrets_rows.EXAMPLE_CA * 200}}, "more than 64 KiB"),
         ({"resources": {"proxy": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}}, "exceeds"),
         ({"bounds": {"maxMemory": "1000m"}}, "milli-bytes"),
         ({"nativeSidecars": "sometimes"}, "nativeSidecars"),

@@ -8,6 +8,7 @@ of a token it issued (TokenRequest, as the kubelet projects one).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,34 +131,71 @@ def test_https_vault_is_trusted_through_the_given_ca_only(
     kube: Kube, postgres: Postgres, tmp_path: Path
 ) -> None:
     """Real Vault only (the stand-in serves plain HTTP): ``-dev-tls`` makes a CA
-    and a certificate for 127.0.0.1; the agent trusts it through --vault-cacert."""
+    and a certificate for 127.0.0.1. The agent trusts it given as a file
+    (--vault-cacert) or as PEM text in SIDECAR_VAULT_CACERT_PEM (what the
+    injector passes from the profile's vault.caBundle); another CA is refused."""
     backend = RealBackend(tmp_path / "vault", kube, postgres, tls=True)
     try:
         backend.add_role("app", ["app"], ["shop"], ["secret/data/app/"])
         backend.put_kv2("app/config", {"api_key": "k-tls"})
         assert backend.addr.startswith("https://127.0.0.1:")
-        result = init(backend, backend.jwt(), tmp_path)
-        assert result.returncode == 1
-        assert result.stderr.strip().splitlines()[-1] == (
+        token_file = tmp_path / "sa-token"
+        token_file.write_text(backend.jwt())
+
+        def init_with(*extra: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+            result = subprocess.run(
+                [
+                    *SIDECAR,
+                    "--init",
+                    "--deadline",
+                    "2s",
+                    *args(backend, token_file, tmp_path, KV, *extra),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                env={**os.environ, **(env or {})},
+            )
+            return result.returncode, (result.stderr.strip().splitlines() or [""])[-1]
+
+        prefix = (
             "sidecar secrets: secrets not rendered by the deadline (config): Vault at "
             f"{backend.addr} (POST auth/kubernetes/login): unable to get local issuer "
-            "certificate; its certificate must be signed by a CA the system trusts "
-            "(--vault-cacert / SIDECAR_VAULT_CACERT)"
+            "certificate; its certificate must be signed by "
+        )
+        assert init_with() == (
+            1,
+            prefix + "a CA the system trusts; give Vault's CA with the profile's "
+            "vault.caBundle (SIDECAR_VAULT_CACERT_PEM) or SIDECAR_VAULT_CACERT",
+        )
+        other_ca = {"SIDECAR_VAULT_CACERT_PEM": Path(kube.info.ca_file).read_text()}
+        assert init_with(env=other_ca) == (
+            1,
+            prefix + "a CA in SIDECAR_VAULT_CACERT_PEM (the profile's vault.caBundle)",
         )
         ca = backend.vault.ca_file
-        token_file = tmp_path / "sa-token"
-        trusted = subprocess.run(
-            [
-                *SIDECAR,
-                "--init",
-                *args(backend, token_file, tmp_path, KV, "--vault-cacert", str(ca)),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert trusted.returncode == 0, trusted.stderr
+        assert init_with("--vault-cacert", str(ca))[0] == 0
+        assert (tmp_path / "secrets" / "config").read_text() == "api_key: k-tls\n"
+        (tmp_path / "secrets" / "config").unlink()
+        assert init_with(env={"SIDECAR_VAULT_CACERT_PEM": ca.read_text()})[0] == 0
         assert (tmp_path / "secrets" / "config").read_text() == "api_key: k-tls\n"
     finally:
         backend.close()
+
+
+def test_a_ca_that_is_not_pem_is_a_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*SIDECAR, "--init", "--vault-addr", "https://vault:8200", "--role", "app",
+         "--secrets", '[{"name": "c", "path": "secret/data/c"}]'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "SIDECAR_VAULT_CACERT_PEM": "not a certificate"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "sidecar secrets: --vault-cacert-pem / SIDECAR_VAULT_CACERT_PEM: not PEM certificates; "
+        "expected PEM certificates (-----BEGIN CERTIFICATE-----...), at most 64 KiB"
+    )
