@@ -17,7 +17,8 @@ from contract.values import SecretsMode, SecretSpec
 VAULT_ADDR: Knob[str] = Knob(
     "vault_addr",
     values.HTTP_URL,
-    "Vault address",
+    "Vault address (tested: Vault v1.21.0); an https Vault's certificate is checked against "
+    "the profile's vault.caBundle, else the system's CAs",
     env="SIDECAR_VAULT_ADDR",
     flag="--vault-addr",
     annotation="secrets-vault-addr",
@@ -29,7 +30,8 @@ VAULT_ADDR: Knob[str] = Knob(
 ROLE_NAME: Knob[str] = Knob(
     "role",
     values.TEXT,
-    "Vault kubernetes auth role",
+    "Vault kubernetes auth role; it must bind the pod's ServiceAccount and namespace, "
+    "audience vault",
     env="SIDECAR_VAULT_ROLE",
     flag="--role",
     annotation="secrets-role",
@@ -42,7 +44,7 @@ ROLE_NAME: Knob[str] = Knob(
 AUTH_PATH: Knob[str] = Knob(
     "auth_path",
     values.MOUNT,
-    "Vault kubernetes auth mount",
+    "Vault kubernetes auth mount (logins go to auth/PATH/login)",
     env="SIDECAR_VAULT_AUTH_PATH",
     flag="--auth-path",
     default="kubernetes",
@@ -160,7 +162,7 @@ FILE_GROUP: Knob[int] = Knob(
 KV_INTERVAL: Knob[float] = Knob(
     "kv_interval",
     values.DURATION,
-    "KV re-read interval",
+    "KV re-read interval (a KV v1 secret's shorter ttl wins)",
     env="SIDECAR_KV_INTERVAL",
     flag="--kv-interval",
     default="5m",

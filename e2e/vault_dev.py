@@ -13,9 +13,10 @@ a reviewer ServiceAccount bound to ``system:auth-delegator`` (Vault sends
 each login's JWT to the API server in a TokenReview with its token), then
 ``auth/<mount>/config`` with the API server's URL and CA.
 
-    python -m e2e.vault_dev up     # start one for the running control plane
-    python -m e2e.vault_dev env    # print its export lines
-    python -m e2e.vault_dev down   # stop it
+    python -m e2e.vault_dev up               # start one for the running control plane
+    python -m e2e.vault_dev env              # print its export lines
+    python -m e2e.vault_dev token demo/demo  # a token of that ServiceAccount, audience vault
+    python -m e2e.vault_dev down             # stop it
 
 ``up`` keeps its state in ``~/.cache/sidecar-injector/vault`` and, when a
 control plane from ``make cluster-up`` runs, enables kubernetes auth there,
@@ -30,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -282,6 +282,16 @@ def _demo(vault: DevVault, info: cluster.ClusterInfo) -> None:
     vault.write("secret/data/demo/config", {"data": {"greeting": "hello from Vault"}})
 
 
+def _token(account: str) -> int:
+    info = cluster.running(cluster.default_state_dir())
+    if info is None:
+        cluster._say("no control plane running; start one with `make cluster-up`")
+        return 1
+    namespace, _, name = account.partition("/")
+    print(service_account_token(cluster.Api(info), namespace, name or namespace, "vault"))
+    return 0
+
+
 def _running(state_dir: Path) -> tuple[int, int] | None:
     try:
         pid, port = map(int, (state_dir / "vault.pid").read_text().split())
@@ -302,7 +312,6 @@ def _exports(state_dir: Path) -> str:
 def _down(state_dir: Path) -> int:
     found = _running(state_dir)
     if found is not None:
-        os.killpg(found[0], signal.SIGTERM)
         cluster._stop_group(found[0])
     shutil.rmtree(state_dir, ignore_errors=True)
     cluster._say("vault stopped" if found else "no vault running")
@@ -311,14 +320,18 @@ def _down(state_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.vault_dev", description=__doc__)
-    parser.add_argument("verb", choices=["up", "down", "env"])
-    verb = parser.parse_args(argv).verb
+    parser.add_argument("verb", choices=["up", "down", "env", "token"])
+    parser.add_argument("account", nargs="?", default="demo/demo", help="NAMESPACE/NAME")
+    args = parser.parse_args(argv)
+    verb = args.verb
     state_dir = _state_dir().resolve()
     try:
         if verb == "up":
             return _up(state_dir)
         if verb == "down":
             return _down(state_dir)
+        if verb == "token":
+            return _token(args.account)
         exports = _exports(state_dir)
         sys.stdout.write(exports)
         return 0 if exports else 1
