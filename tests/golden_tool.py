@@ -15,23 +15,31 @@ A case file is one YAML mapping:
 The output records the outcome (``injected``, ``skipped: REASON``,
 ``denied``), the admission warnings (sent with denials too), the denial
 message and the injected object.
+
+Every case runs through both shells, never ``render`` alone: the CLI's own
+code (``injector.cli.offline.evaluate``, what ``sidecar-injector inject``
+runs) and the webhook's (``admit`` on an AdmissionReview of the same pod,
+its JSON Patch applied). They must agree on the outcome, the warnings, the
+message and the pod, else the case fails (``Disagreement``). An output
+without its case (``orphans``) fails too.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from injector.cli.offline import dump_yaml
+from injector.admission.review import admit, parse_review
+from injector.cli.offline import Options, Outcome, dump_yaml, evaluate
 from injector.core.model import NamespaceInfo
 from injector.core.pods import PodSite, find_pods, with_pod
-from injector.core.render import render
 from injector.core.settings import Settings
 from injector.core.specs import settings_from_spec
-from injector.errors import InjectionDenied
+from tests.injector.reviews import patched, review
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 BASE_SETTINGS: dict[str, Any] = {
@@ -77,26 +85,75 @@ def find_pod(data: dict[str, Any]) -> PodSite | None:
     return found.sites[0] if found.sites else None
 
 
+class Disagreement(AssertionError):
+    """The CLI and the webhook answered one golden case differently."""
+
+
+def _cli(data: dict[str, Any]) -> tuple[PodSite | None, Outcome | None]:
+    """The case through ``sidecar-injector inject``'s own code."""
+    ns = case_namespace(data)
+    options = Options(namespace=ns.name, namespace_labels=dict(ns.labels))
+    for _, _, outcomes in evaluate([data["object"]], options, case_settings(data)):
+        for outcome in outcomes:
+            return outcome.site, outcome
+    return None, None
+
+
+def _webhook(site: PodSite, data: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The case's pod through ``admit`` (the webhook's code): the answer and the
+    pod with the answer's patch applied."""
+    namespace = case_namespace(data)
+    body = json.dumps(review(site.pod, namespace=namespace.name)).encode()
+    outcome = admit(parse_review(body), case_settings(data), namespace)
+    answer = json.loads(outcome.to_json())["response"]
+    return answer, patched(site.pod, answer)
+
+
 def run_case(data: dict[str, Any]) -> dict[str, Any]:
-    """The outcome of a case, as written to ``.injected.yaml``."""
+    """The outcome of a case, as written to ``.injected.yaml``: the CLI's, checked
+    against the webhook's."""
     obj = data["object"]
-    site = find_pod(data)
-    if site is None:
+    site, cli = _cli(data)
+    if site is None or cli is None:
         return {"outcome": "passed through", "object": obj}
-    try:
-        result = render(site.pod, case_namespace(data), case_settings(data))
-    except InjectionDenied as exc:
-        denied: dict[str, Any] = {"outcome": "denied", "message": str(exc)}
-        if exc.warnings:
-            denied["warnings"] = list(exc.warnings)
-        return denied
-    out: dict[str, Any] = {
-        "outcome": "injected" if result.injected else f"skipped: {result.skip.reason}"  # type: ignore[union-attr]
-    }
+    answer, webhook_pod = _webhook(site, data)
+    result = cli.result
+    if result is None:
+        out: dict[str, Any] = {"outcome": "denied", "message": cli.error}
+        if cli.warnings:
+            out["warnings"] = list(cli.warnings)
+        _agree(out, answer, site.pod, webhook_pod)
+        return out
+    out = {"outcome": "injected" if result.injected else f"skipped: {result.skip.reason}"}  # type: ignore[union-attr]
     if result.warnings:
         out["warnings"] = list(result.warnings)
+    _agree(out, answer, result.pod if result.injected else site.pod, webhook_pod)
     out["object"] = with_pod(obj, site, result.pod) if result.injected else obj
     return out
+
+
+def _agree(cli: dict[str, Any], answer: dict[str, Any], cli_pod: Any, webhook_pod: Any) -> None:
+    said = {
+        "allowed": answer["allowed"],
+        "warnings": answer.get("warnings", []),
+        "message": answer.get("status", {}).get("message"),
+    }
+    wanted = {
+        "allowed": cli["outcome"] != "denied",
+        "warnings": cli.get("warnings", []),
+        "message": cli.get("message"),
+    }
+    if said != wanted or webhook_pod != cli_pod:
+        differs = [k for k in said if said[k] != wanted[k]] + (
+            ["pod"] if webhook_pod != cli_pod else []
+        )
+        raise Disagreement(f"the webhook and inject differ in {', '.join(differs)}: {said}")
+
+
+def orphans() -> list[Path]:
+    """Outputs whose case is gone (renamed or deleted)."""
+    known = {output_path(c) for c in cases()}
+    return sorted(p for p in GOLDEN_DIR.glob("*.injected.yaml") if p not in known)
 
 
 def render_output(data: dict[str, Any]) -> str:
@@ -111,6 +168,9 @@ def _case_text(case: Path) -> str:
 
 
 def regenerate() -> int:
+    for orphan in orphans():
+        orphan.unlink()
+        print(f"removed {orphan.name}: its case is gone")
     for case in cases():
         output_path(case).write_text(_case_text(case))
     print(f"regenerated {len(cases())} golden files in {GOLDEN_DIR}")
@@ -122,7 +182,7 @@ def check() -> int:
         c.name
         for c in cases()
         if not output_path(c).exists() or output_path(c).read_text() != _case_text(c)
-    ]
+    ] + [f"{p.name} (orphaned)" for p in orphans()]
     if stale:
         print("stale golden files (run `make golden` and review the diff): " + ", ".join(stale))
         return 1

@@ -1,5 +1,7 @@
-"""Every golden case: the committed output is current, injection is idempotent,
-the JSON patch reproduces it, and the output passes the Kubernetes schema."""
+"""Every golden case: the committed output is current (made through the CLI's
+own code and checked against the webhook's ``admit``, see tests/golden_tool.py),
+no output is orphaned, injection is idempotent, the JSON patch reproduces it,
+and the output passes the Kubernetes schema."""
 
 from __future__ import annotations
 
@@ -11,13 +13,16 @@ import pytest
 
 from injector.core.patch import apply_patch, make_patch
 from injector.core.render import render
+from tests import golden_tool
 from tests.golden_tool import (
+    Disagreement,
     _case_text,
     case_namespace,
     case_settings,
     cases,
     find_pod,
     load_case,
+    orphans,
     output_path,
     run_case,
 )
@@ -35,6 +40,36 @@ def test_golden_file_is_current(case: Path) -> None:
     out = output_path(case)
     assert out.exists(), f"{out.name} missing: run `make golden`"
     assert out.read_text() == _case_text(case), f"{out.name} is stale: run `make golden`"
+
+
+def test_no_output_is_orphaned() -> None:
+    assert orphans() == [], "outputs without a case: run `make golden` (it removes them)"
+
+
+def test_an_orphaned_output_fails_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = next(c for c in CASES if c.stem == "no-annotations")
+    (tmp_path / case.name).write_text(case.read_text())
+    (tmp_path / output_path(case).name).write_text(output_path(case).read_text())
+    monkeypatch.setattr(golden_tool, "GOLDEN_DIR", tmp_path)
+    assert golden_tool.check() == 0
+    (tmp_path / "renamed-away.injected.yaml").write_text("outcome: injected\n")
+    assert golden_tool.check() == 1
+    assert "renamed-away.injected.yaml (orphaned)" in capsys.readouterr().out
+
+
+def test_the_shells_must_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webhook whose patch loses an operation fails its case."""
+    case = load_case(next(c for c in CASES if c.stem == "all-roles-native"))
+    assert run_case(case)["outcome"] == "injected"
+
+    def lossy(obj: Any, response: dict[str, Any]) -> Any:
+        return obj
+
+    monkeypatch.setattr(golden_tool, "patched", lossy)
+    with pytest.raises(Disagreement, match="differ in pod"):
+        run_case(case)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
