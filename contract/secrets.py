@@ -105,7 +105,7 @@ SECRET: Knob[str] = Knob(
     f"Vault secret at this path, rendered to {layout.SECRETS_DIR}/NAME",
     annotation="secret-NAME",
     example="database/creds/shop",
-    accepted=f"{values.SECRET_PATH.accepted}; NAME a DNS label",
+    accepted=f"{values.SECRET_PATH.accepted}; NAME a file name (letters, digits, -._)",
     doc_default="",
 )
 TEMPLATE: Knob[str] = Knob(

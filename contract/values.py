@@ -317,6 +317,20 @@ def _secret_mode(name: str, mode: object) -> int | None:
     return bits
 
 
+SECRET_NAME_HELP = "a file name: letters, digits, '-', '.' and '_', starting with a letter or digit"  # noqa: S105
+
+
+def parse_secret_name(text: str) -> str:
+    """The file a secret is rendered to: what the agent writes and the injector
+    accepts in ``secret-NAME`` (one rule for both)."""
+    if not _SECRET_FILE.match(text) or text.startswith(".."):
+        raise ValueError(f"secret name {text!r} cannot be a file name: expected {SECRET_NAME_HELP}")
+    return text
+
+
+SECRET_NAME = Value(SECRET_NAME_HELP, parse_secret_name)
+
+
 def _secret(item: object) -> SecretSpec:
     if not (
         isinstance(item, dict)
@@ -324,9 +338,7 @@ def _secret(item: object) -> SecretSpec:
         and isinstance(item.get("path"), str)
     ):
         raise ValueError(f"each entry needs string 'name' and 'path': {SECRETS_HELP}")
-    name = item["name"]
-    if not _SECRET_FILE.match(name) or name.startswith(".."):
-        raise ValueError(f"secret name {name!r} cannot be a file name (letters, digits, -._)")
+    name = parse_secret_name(item["name"])
     try:
         path = parse_secret_path(item["path"])
     except ValueError:

@@ -23,7 +23,7 @@ from contract.common import RELOAD
 from contract.knobs import Knob, Role, Values
 from contract.layout import NAMESPACE_LABEL, PREFIX
 from contract.reload import ReloadTarget, SignalTarget
-from contract.values import NAME, Quantity, SecretSpec
+from contract.values import SECRET_NAME, Quantity, SecretSpec
 from injector.errors import InjectionDenied
 
 T = TypeVar("T")
@@ -231,7 +231,7 @@ def _secrets(p: _Parser) -> tuple[SecretSpec, ...]:
         value = p.get(key, secrets.TEMPLATE if template else secrets.SECRET)
         if not _valid_name(name):
             p.errors.append(
-                f"annotation {PREFIX}{key}: secret name {name!r} is not {NAME.accepted}"
+                f"annotation {PREFIX}{key}: secret name {name!r} is not {SECRET_NAME.accepted}"
             )
         elif value is not None:
             (templates if template else paths)[name] = value
@@ -266,7 +266,7 @@ def _unknown(key: str) -> str:
 
 def _valid_name(name: str) -> bool:
     try:
-        NAME.parse(name)
+        SECRET_NAME.parse(name)
     except ValueError:
         return False
     return True
