@@ -103,7 +103,8 @@ def injector_accepts(role: Role, knob: Knob[Any], value: str) -> bool:
     try:
         parse_annotations(annotations)
     except InjectionDenied as exc:
-        assert key in str(exc), f"{key}={value!r} denied for another reason: {exc}"
+        if key not in str(exc):
+            raise AssertionError(f"{key}={value!r} denied for another reason: {exc}") from exc
         return False
     return True
 
@@ -129,7 +130,7 @@ def agent_reads(
 
 def rendered_value(role: Role, knob: Knob[Any], value: str) -> Any:
     """What the agent reads from the container the injector renders for ``value``."""
-    from tests.contract import test_roles  # noqa: PLC0415
+    from tests.contract import test_roles
 
     original = test_roles._annotations
 
@@ -142,7 +143,8 @@ def rendered_value(role: Role, knob: Knob[Any], value: str) -> Any:
     try:
         pod = _admitted(role)
     except AssertionError as exc:  # a valid value this pod cannot have (its context)
-        assert "is not valid" not in str(exc), exc
+        if "is not valid" in str(exc):
+            raise
         return IN_CONTEXT
     finally:
         test_roles._annotations = original
@@ -224,7 +226,7 @@ SECRET_PATHS = [
 def secret_disagreements() -> list[str]:
     """The secret-NAME family: the injector's verdict on the annotation against the
     agent's on the SIDECAR_SECRETS entry the injector would write for it."""
-    from contract.values import parse_secrets  # noqa: PLC0415
+    from contract.values import parse_secrets
 
     found = []
     role = next(r for r in ROLES if r.name == "secrets")
