@@ -14,7 +14,8 @@ PREFIX: Final = "sidecar.example.io/"
 NAMESPACE_LABEL: Final = PREFIX + "injection"
 STATUS: Final = PREFIX + "status"
 
-# The injected containers run as this user and group unless reload is a signal.
+# The injected containers run as this user and group (all but sidecar-signal,
+# which runs as the app's user for reload: signal).
 AGENT_UID: Final = 1337
 AGENT_GID: Final = 1337
 
@@ -28,6 +29,7 @@ EGRESS_PORT: Final = 15004
 PROXY_AGENT_PORT: Final = 15020
 SECRETS_AGENT_PORT: Final = 15021
 CONFIG_AGENT_PORT: Final = 15022
+SIGNAL_AGENT_PORT: Final = 15023  # sidecar signal, on 127.0.0.1
 
 # Paths inside the injected containers (and, read-only, the app's).
 PROXY_WORK_DIR: Final = "/var/run/sidecar/proxy"
@@ -45,6 +47,7 @@ SECRETS_INIT_CONTAINER: Final = "sidecar-secrets-init"
 SECRETS_CONTAINER: Final = "sidecar-secrets"
 CONFIG_INIT_CONTAINER: Final = "sidecar-config-init"
 CONFIG_CONTAINER: Final = "sidecar-config"
+SIGNAL_CONTAINER: Final = "sidecar-signal"
 
 # Volumes the injector adds.
 PROXY_VOLUME: Final = "sidecar-proxy"

@@ -19,23 +19,19 @@ process visible, not allowed); the agents retry with back-off. Also
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from contract.reload import SignalTarget, parse_reload
-from contract.units import parse_address
-from sidecar.errors import UsageError
+from contract import signal as rows
+from contract.common import LOG_LEVEL
+from contract.reload import SignalTarget
 from sidecar.lifecycle import stop_event
 from sidecar.log import Logger
 from sidecar.metrics import Registry
-from sidecar.options import ArgumentParser, convert, flag, required
+from sidecar.options import need, read_knobs, role_parser
 from sidecar.reload import Notifier, ReloadFailed
 from sidecar.server import AgentServer
-
-DEFAULT_ADDR = "127.0.0.1:15023"
-SIGNAL_HELP = "SIGNAME or SIGNAME:process-name, e.g. SIGHUP or SIGHUP:nginx"
 
 
 @dataclass(frozen=True)
@@ -47,26 +43,12 @@ class SignalSettings:
 
 
 def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> SignalSettings:
-    parser = ArgumentParser(prog="sidecar signal", description=__doc__.split("\n\n")[0])
-    flag(parser, "--signal", "SIDECAR_SIGNAL", help_text=SIGNAL_HELP, environ=environ)
-    flag(
-        parser,
-        "--agent-addr",
-        "SIDECAR_AGENT_ADDR",
-        default=DEFAULT_ADDR,
-        help_text="where POST /reload, /healthz, /ready and /metrics are served",
-        environ=environ,
-    )
-    flag(parser, "--log-level", "SIDECAR_LOG_LEVEL", default="info", environ=environ)
-    args: argparse.Namespace = parser.parse_args(list(argv))
-    text = required(args.signal, "--signal", "SIDECAR_SIGNAL", SIGNAL_HELP)
-    target = convert(
-        f"signal:{text.removeprefix('signal:')}", parse_reload, "--signal", "SIDECAR_SIGNAL"
-    )
-    if not isinstance(target, SignalTarget):  # pragma: no cover - the prefix makes it one
-        raise UsageError(f"--signal / SIDECAR_SIGNAL: {text!r} is not {SIGNAL_HELP}")
-    host, port = convert(args.agent_addr, parse_address, "--agent-addr", "SIDECAR_AGENT_ADDR")
-    return SignalSettings(target, host, port, str(args.log_level))
+    env = os.environ if environ is None else environ
+    args = role_parser(rows.ROLE, env, (__doc__ or "").split("\n\n")[0]).parse_args(list(argv))
+    v = read_knobs(args, rows.ROLE.knobs)
+    target = need(v, rows.SIGNAL, rows.SIGNAL_HELP)
+    host, port = v.require(rows.AGENT_ADDR)
+    return SignalSettings(target, host, port, v.require(LOG_LEVEL))
 
 
 class Signaller:

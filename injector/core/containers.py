@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from contract import config, layout, proxy
+from contract import config, layout, proxy, signal
 from contract.catalogue import role as contract_role
 from contract.common import RELOAD
-from contract.knobs import environment
+from contract.knobs import Values, environment
 from injector.core.plan import Plan, RoleSpec
 
 # The classic proxy's postStart hook (docs/runtime.md): holds the app until the
@@ -152,6 +152,27 @@ def config_container(plan: Plan, spec: RoleSpec, *, init: bool) -> dict[str, Any
     return container
 
 
+def signal_container(plan: Plan) -> dict[str, Any]:
+    """``sidecar-signal``: the app's user, no volume, no secret (``contract.signal``)."""
+    sender = plan.signaller
+    assert sender is not None
+    values = Values({signal.SIGNAL: sender.target})
+    env = [{"name": n, "value": v} for n, v in environment(signal.ROLE, values)]
+    container = {
+        "name": layout.SIGNAL_CONTAINER,
+        "image": sender.image,
+        "imagePullPolicy": plan.pull_policy,
+        "command": ["sidecar", "signal"],
+        "env": env,
+        "resources": sender.resources.to_k8s(),
+        "securityContext": _security(sender.user, sender.group),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if plan.native:
+        container["restartPolicy"] = "Always"
+    return container
+
+
 def _env(spec: RoleSpec, *, init: bool = False) -> list[dict[str, Any]]:
     """The role's variables; an init container is never told to reload the app."""
     values = spec.values.with_values({RELOAD: None}) if init else spec.values
@@ -169,15 +190,19 @@ def _container(
         "command": command,
         "env": env,
         "resources": spec.resources.to_k8s(),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": spec.user,
-            "runAsGroup": spec.group,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _security(spec.user, spec.group),
         "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _security(user: int, group: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": user,
+        "runAsGroup": group,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
     }

@@ -22,10 +22,11 @@ from contract import config, layout, pod, proxy, secrets
 from contract.catalogue import role as contract_role
 from contract.common import RELOAD
 from contract.knobs import Knob, Values, environment
-from contract.reload import ReloadTarget
+from contract.reload import ReloadTarget, SignalTarget
 from contract.values import Quantity
 from injector.core.model import NamespaceInfo, PodRequest, parse_annotations
 from injector.core.settings import Profile, Resources, Settings, image_allowed
+from injector.core.signalling import Signaller, rerouted, signaller
 from injector.core.views import Container, Pod, PodSecurityContext, PodSpec
 from injector.errors import InjectionDenied, UnknownProfile
 
@@ -96,12 +97,16 @@ class Plan:
     share_process_namespace: bool
     warnings: tuple[str, ...]
     pull_policy: str
+    signaller: Signaller | None = None  # sidecar-signal, for reload: signal:...
 
     def role(self, name: str) -> RoleSpec | None:
         return next((r for r in self.roles if r.role == name), None)
 
     @property
     def reload(self) -> ReloadTarget | None:
+        """What the pod asked for (a signal goes through ``sidecar-signal``)."""
+        if self.signaller is not None:
+            return self.signaller.target
         found = (r.values.get(RELOAD) for r in self.roles)
         return next((target for target in found if target is not None), None)
 
@@ -131,6 +136,11 @@ class Plan:
             if has_config
             else None,
             "reload": str(self.reload) if self.reload else None,
+            "signalledBy": (
+                f"{layout.SIGNAL_CONTAINER} as {self.signaller.user}:{self.signaller.group}"
+                if self.signaller
+                else None
+            ),
             "shareProcessNamespace": self.share_process_namespace,
         }
 
@@ -206,8 +216,11 @@ def _plan(
         strategy = "native sidecars: they stop when the app exits" if native else "init-only"
     security = spec.get("securityContext") or PodSecurityContext()
     user = group = layout.AGENT_UID
-    if request.signal_reload and any(RELOAD in contract_role(r).knobs for r in request.roles):
-        user, group = _app_user(app, security)
+    sender: Signaller | None = None
+    target = request.values.get(RELOAD)
+    reloading = any(RELOAD in contract_role(r).knobs for r in request.roles)
+    if isinstance(target, SignalTarget) and reloading:
+        sender = signaller(target, app, security, profile, request.roles)
     roles: list[RoleSpec] = []
     for name in request.roles:
         if name == "proxy":
@@ -227,6 +240,12 @@ def _plan(
             )
     secrets_mode = _secrets_mode(request, profile, is_job and not native, warnings)
     config_values = _values("config", request, profile)
+    secrets_sidecar = request.wants("secrets") and secrets_mode in ("sidecar", "both")
+    config_sidecar = request.wants("config") and not (is_job and not native)
+    if not (secrets_sidecar or config_sidecar):
+        sender = None  # init-only: nothing reloads the app
+    if sender is not None:
+        roles = [rerouted(r) if RELOAD in r.values else r for r in roles]
     return Plan(
         roles=tuple(roles),
         profile=profile,
@@ -234,13 +253,14 @@ def _plan(
         job_strategy=strategy,
         app_containers=selected,
         secrets_init=request.wants("secrets") and secrets_mode in ("init", "both"),
-        secrets_sidecar=request.wants("secrets") and secrets_mode in ("sidecar", "both"),
-        config_sidecar=request.wants("config") and not (is_job and not native),
+        secrets_sidecar=secrets_sidecar,
+        config_sidecar=config_sidecar,
         config_path=config_values.get(config.PATH) or profile.config_path,
-        share_process_namespace=user != layout.AGENT_UID
+        share_process_namespace=sender is not None
         and spec.get("shareProcessNamespace") is not True,
         warnings=tuple(warnings),
         pull_policy=profile.image_pull_policy,
+        signaller=sender,
     )
 
 
@@ -380,34 +400,6 @@ def _bounded(
         memory_request=memory_request,
         memory_limit=memory or base.memory_limit,
     )
-
-
-def _app_user(app: list[Container], pod_security: PodSecurityContext) -> tuple[int, int]:
-    users: set[tuple[int, int]] = set()
-    for container in app:
-        sc = container.get("securityContext") or {}
-        uid = sc.get("runAsUser", pod_security.get("runAsUser"))
-        gid = sc.get("runAsGroup", pod_security.get("runAsGroup", uid))
-        if not isinstance(uid, int) or isinstance(uid, bool):
-            raise InjectionDenied(
-                f"annotation {layout.PREFIX}reload: a signal can only be sent by the app's "
-                f"own user, and container {container.get('name')} has no runAsUser; set "
-                "securityContext.runAsUser on the pod or the container, or reload by URL"
-            )
-        if uid == 0:
-            raise InjectionDenied(
-                f"annotation {layout.PREFIX}reload: a signal needs the agent to run as the "
-                f"app's user, and container {container.get('name')} runs as root; run the app "
-                "as a non-root user or reload by URL"
-            )
-        users.add((uid, gid if isinstance(gid, int) and not isinstance(gid, bool) else uid))
-    if len(users) > 1:
-        raise InjectionDenied(
-            f"annotation {layout.PREFIX}reload: the app containers run as different users "
-            f"({sorted(users)}); a signal reaches one user only: pick the containers with "
-            f"{layout.PREFIX}containers, or reload by URL"
-        )
-    return users.pop()
 
 
 def _first_port(app: list[Container]) -> int | None:

@@ -174,6 +174,8 @@ def _sidecars(plan: Plan) -> _Added:
         added.first_init.append(c.secrets_container(plan, secrets, init=True))
     if config:
         added.first_init.append(c.config_container(plan, config, init=True))
+    if plan.signaller is not None:  # first: up before anything asks it to signal
+        refreshers.append(c.signal_container(plan))
     if secrets and plan.secrets_sidecar:
         refreshers.append(c.secrets_container(plan, secrets, init=False))
     if config and plan.config_sidecar:

@@ -27,6 +27,7 @@ OUR_CONTAINERS = frozenset(
         layout.SECRETS_CONTAINER,
         layout.CONFIG_INIT_CONTAINER,
         layout.CONFIG_CONTAINER,
+        layout.SIGNAL_CONTAINER,
     }
 )
 OUR_VOLUMES = frozenset(
