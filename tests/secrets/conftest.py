@@ -35,16 +35,25 @@ BACKENDS = [pytest.param("standin"), pytest.param("vault", marks=REAL)]
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselected what will not run
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Build what the real-Vault runs need before any test's timeout starts."""
+    """Build what the real-Vault runs need before any test's timeout starts.
+    A failed build fails those tests (``kube``), with its message; the rest run."""
     if any(item.get_closest_marker("real_vault") for item in items):
-        vault_build.ensure()
-        if not os.environ.get("SIDECAR_E2E_CLUSTER"):
-            build.ensure()
+        try:
+            vault_build.ensure()
+            if not os.environ.get("SIDECAR_E2E_CLUSTER"):
+                build.ensure()
+        except build.BuildError as exc:
+            BUILD_ERRORS.append(str(exc))
+
+
+BUILD_ERRORS: list[str] = []
 
 
 @pytest.fixture(scope="session")
 def kube() -> Iterator[Kube]:
     """The control plane of ``e2e.cluster run`` if one is set, else a private one."""
+    if BUILD_ERRORS:
+        pytest.fail(f"the real Vault or the control plane could not be built: {BUILD_ERRORS[0]}")
     existing = os.environ.get("SIDECAR_E2E_CLUSTER")
     if existing:
         yield Kube.prepare(cluster.ClusterInfo.load(Path(existing)))
