@@ -19,7 +19,7 @@ from sidecar.log import Logger
 from sidecar.metrics import Registry
 from sidecar.secrets.main import build
 from sidecar.secrets.settings import load
-from standins.vault import VaultStandIn, make_jwt
+from standins.vault import VaultStandIn
 from tests.secrets.backends import Backend
 from tests.secrets.conftest import Refresher, args, credentials
 from tests.support import ReloadApp, wait_for
@@ -75,15 +75,34 @@ def test_expired_token_relogs_in_once_and_refetches_leased_secrets(
 
 
 def test_jwt_is_read_again_for_every_login(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    jwt_file.write_text(make_jwt("app", "shop", jti="first"))
-    argv = args(vault, jwt_file, tmp_path, [KV], "--kv-interval", "1s")
-    with Refresher(argv):
-        jwt_file.write_text(make_jwt("app", "shop", jti="rotated"))  # the kubelet rotates it
-        vault.expire_tokens()
-        wait_for(lambda: len(vault.logins) == 2, what="a second login")
-    assert [claims["jti"] for claims in vault.logins] == ["first", "rotated"]
+    """The kubelet rotates the projected token: each login reads the file anew
+    (shown by rotating it to another ServiceAccount's token, then back)."""
+    argv = args(
+        backend, token_file, tmp_path, [KV], "--kv-interval", "1s", "--log-level", "warning"
+    )
+    logged: list[str] = []
+
+    def seen(text: str) -> bool:
+        logged.append(capfd.readouterr().err)
+        return text in "".join(logged)
+
+    with Refresher(argv) as agent:
+        token_file.write_text(backend.jwt("other", "shop"))
+        backend.expire_tokens()
+        wait_for(
+            lambda: seen("service account name not authorized"),
+            timeout=15,
+            what="a login with the rotated token",
+        )
+        token_file.write_text(backend.jwt("app", "shop"))
+        wait_for(
+            lambda: "sidecar_secrets_logins_total 2" in agent.metrics(),
+            timeout=20,
+            what="a login with the next token",
+        )
+        assert (tmp_path / "secrets" / "config").read_text() == "api_key: k-123\nregion: eu\n"
 
 
 def test_policy_denial_is_not_mistaken_for_a_bad_token(

@@ -12,7 +12,7 @@ import pytest
 from sidecar.errors import OutputError
 from sidecar.secrets.settings import SecretSpec
 from sidecar.secrets.templates import render
-from standins.vault import VaultStandIn
+from tests.secrets.backends import Backend
 from tests.secrets.conftest import Refresher, args
 from tests.support import wait_for
 
@@ -79,10 +79,10 @@ def test_jinja2_is_imported_only_for_custom_templates() -> None:
 
 
 def test_refresher_counts_render_failures_and_is_not_ready(
-    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
     bad = [{"name": "c", "path": "secret/data/app/config", "template": "{{ data.nope }}"}]
-    with Refresher(args(vault, jwt_file, tmp_path, bad), wait_ready=False) as agent:
+    with Refresher(args(backend, token_file, tmp_path, bad), wait_ready=False) as agent:
         wait_for(
             lambda: "sidecar_secrets_render_failures_total 2" in agent.metrics(),
             timeout=15,
