@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import urllib.request
@@ -200,3 +202,22 @@ def credentials(path: Path) -> tuple[str, str]:
     """Username and password from a secret rendered as ``key: value`` lines."""
     lines = dict(line.split(": ", 1) for line in path.read_text().splitlines())
     return lines["username"], lines["password"]
+
+
+def run_init(
+    argv: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``sidecar secrets --init ARGV`` as a process, as the init container runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", "secrets", "--init", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def last_line(result: subprocess.CompletedProcess[str]) -> str:
+    """What the pod shows: the last line on stderr (its termination message)."""
+    return (result.stderr.strip().splitlines() or [""])[-1]

@@ -200,10 +200,15 @@ def test_init_gives_up_on_a_slow_vault_at_its_deadline(
     assert "unreachable (POST auth/kubernetes/login): timed out" in last
 
 
+@pytest.mark.parametrize(
+    ("fault", "clear", "seen"),
+    [("stop", "start", "Connection refused"), ("seal", "unseal", "503 Vault is sealed")],
+    ids=["down", "sealed"],
+)
 def test_init_waits_for_vault_to_come_up(
-    backend: Backend, token_file: Path, tmp_path: Path
+    backend: Backend, token_file: Path, tmp_path: Path, fault: str, clear: str, seen: str
 ) -> None:
-    backend.stop()  # connection refused
+    getattr(backend, fault)()
     argv = args(backend, token_file, tmp_path, [KV])
     argv[argv.index("--log-level") + 1] = "warning"
     process = subprocess.Popen(
@@ -213,8 +218,8 @@ def test_init_waits_for_vault_to_come_up(
         assert process.stderr is not None
         line = process.stderr.readline()
         assert "secrets not ready; retrying" in line
-        assert "Connection refused" in line
-        backend.start()
+        assert seen in line
+        getattr(backend, clear)()
         assert process.wait(timeout=30) == 0
     finally:
         process.kill()

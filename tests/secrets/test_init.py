@@ -20,7 +20,7 @@ from sidecar.secrets.main import build
 from sidecar.secrets.settings import load
 from standins.vault import VaultStandIn
 from tests.secrets.backends import Backend
-from tests.secrets.conftest import args
+from tests.secrets.conftest import args, run_init
 from tests.support import free_port
 
 SIDECAR = [sys.executable, "-m", "sidecar", "secrets"]
@@ -39,13 +39,7 @@ ALL = [
 def test_init_renders_every_kind_of_secret(
     backend: Backend, token_file: Path, tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        [*SIDECAR, "--init", "--deadline", "5s", *args(backend, token_file, tmp_path, ALL)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_init(["--deadline", "5s", *args(backend, token_file, tmp_path, ALL)])
     assert result.returncode == 0, result.stderr
     out = tmp_path / "secrets"
     assert (out / "config").read_text() == "api_key: k-123\nregion: eu\n"
@@ -92,13 +86,7 @@ def test_ten_secrets_with_file_group_and_mode(
 
 def test_missing_template_key_names_it(backend: Backend, token_file: Path, tmp_path: Path) -> None:
     spec = [{"name": "c", "path": "secret/data/app/config", "template": "{{ data.password }}"}]
-    result = subprocess.run(
-        [*SIDECAR, "--init", "--deadline", "1s", *args(backend, token_file, tmp_path, spec)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_init(["--deadline", "1s", *args(backend, token_file, tmp_path, spec)])
     assert result.returncode == 1
     assert "template uses key 'password'" in result.stderr
     assert "it has: api_key, region" in result.stderr

@@ -8,31 +8,22 @@ of a token it issued (TokenRequest, as the kubelet projects one).
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from e2e.postgres import Postgres
 from tests.secrets.backends import Backend, Kube, RealBackend
-from tests.secrets.conftest import REAL, args
+from tests.secrets.conftest import REAL, args, last_line, run_init
 
-SIDECAR = [sys.executable, "-m", "sidecar", "secrets"]
 KV = [{"name": "config", "path": "secret/data/app/config"}]
 
 
 def init(backend: Backend, token: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     token_file = tmp_path / "sa-token"
     token_file.write_text(token)
-    return subprocess.run(
-        [*SIDECAR, "--init", "--deadline", "2s", *args(backend, token_file, tmp_path, KV)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_init(["--deadline", "2s", *args(backend, token_file, tmp_path, KV)])
 
 
 def test_the_bound_service_account_with_audience_vault_logs_in(
@@ -89,7 +80,7 @@ def test_other_identities_are_refused_with_the_reason(
     """The pod shows one line: what Vault said, and what to change."""
     result = init(backend, backend.jwt(service_account, namespace, audience), tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == REFUSED + reason
+    assert last_line(result) == REFUSED + reason
     assert not (tmp_path / "secrets" / "config").exists()
 
 
@@ -99,7 +90,7 @@ def test_a_token_vault_cannot_check_names_the_mount_and_the_reviewer(
     """Garbage, a forged signature or a wrong mount: Vault says only "permission denied"."""
     result = init(backend, "not-a-jwt", tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == REFUSED + (
+    assert last_line(result) == REFUSED + (
         "permission denied (Vault could not check the token: auth/kubernetes must be a "
         "kubernetes auth mount (secrets-auth-path) whose config reaches this cluster's API "
         "server with a reviewer allowed to create TokenReviews (system:auth-delegator))"
@@ -111,15 +102,9 @@ def test_permission_denied_for_a_path_is_one_line(backend: Backend, tmp_path: Pa
     token_file = tmp_path / "sa-token"
     token_file.write_text(backend.jwt())
     spec = [{"name": "other", "path": "secret/data/other/thing"}]
-    result = subprocess.run(
-        [*SIDECAR, "--init", "--deadline", "1s", *args(backend, token_file, tmp_path, spec)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_init(["--deadline", "1s", *args(backend, token_file, tmp_path, spec)])
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert last_line(result) == (
         "sidecar secrets: secrets not rendered by the deadline (other): permission denied for "
         "path secret/data/other/thing: role 'app' has no policy that allows it "
         "(GET secret/data/other/thing: 403 permission denied)"
@@ -143,21 +128,10 @@ def test_https_vault_is_trusted_through_the_given_ca_only(
         token_file.write_text(backend.jwt())
 
         def init_with(*extra: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-            result = subprocess.run(
-                [
-                    *SIDECAR,
-                    "--init",
-                    "--deadline",
-                    "2s",
-                    *args(backend, token_file, tmp_path, KV, *extra),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-                env={**os.environ, **(env or {})},
+            result = run_init(
+                ["--deadline", "2s", *args(backend, token_file, tmp_path, KV, *extra)], env
             )
-            return result.returncode, (result.stderr.strip().splitlines() or [""])[-1]
+            return result.returncode, last_line(result)
 
         prefix = (
             "sidecar secrets: secrets not rendered by the deadline (config): Vault at "
@@ -185,14 +159,10 @@ def test_https_vault_is_trusted_through_the_given_ca_only(
 
 
 def test_a_ca_that_is_not_pem_is_a_usage_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*SIDECAR, "--init", "--vault-addr", "https://vault:8200", "--role", "app",
+    result = run_init(
+        ["--vault-addr", "https://vault:8200", "--role", "app",
          "--secrets", '[{"name": "c", "path": "secret/data/c"}]'],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "SIDECAR_VAULT_CACERT_PEM": "not a certificate"},
+        {"SIDECAR_VAULT_CACERT_PEM": "not a certificate"},
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == (

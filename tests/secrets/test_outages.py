@@ -6,8 +6,6 @@ revoked. Each runs against the real Vault and the stand-in alike.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -68,29 +66,6 @@ def test_sealed_vault_keeps_the_files_and_recovers_when_unsealed(
         wait_for(lambda: "k-unsealed" in target.read_text(), timeout=20, what="re-read")
         wait_for(lambda: app.calls == 1, what="one reload")
         assert backend.count("POST", "auth/kubernetes/login") == 1  # the token outlived the seal
-
-
-def test_init_waits_for_a_sealed_vault_to_be_unsealed(
-    backend: Backend, token_file: Path, tmp_path: Path
-) -> None:
-    backend.seal()
-    argv = args(backend, token_file, tmp_path, [KV], "--log-level", "warning")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "secrets", "--init", "--deadline", "60s", *argv],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        line = process.stderr.readline()
-        assert "secrets not ready; retrying" in line
-        assert "503 Vault is sealed" in line
-        backend.unseal()
-        assert process.wait(timeout=60) == 0
-    finally:
-        process.kill()
-        process.wait()
-    assert (tmp_path / "secrets" / "config").read_text() == "api_key: k-123\nregion: eu\n"
 
 
 def test_restarted_vault_means_a_new_login_not_a_restarted_agent(
