@@ -138,7 +138,7 @@ def run(workdir: Path, quick: bool, paths: dict[str, str]) -> tuple[list[Measure
         )
         peer.start([paths["nginx"], "-c", str(workdir / "nginx.conf"), "-p", f"{workdir}/"],
                    workdir / "nginx.log")  # fmt: skip
-        pod.run([sys.executable, "-m", "sidecar", "capture", "--include-inbound-ports", ""])
+        pod.run([sys.executable, "-m", "sidecar", "capture", "--include-inbound-ports", "none"])
         work.chmod(0o777)
         agent = pod.start(_proxy_argv(work), workdir / "proxy.log", user=PROXY_UID)
         pod.run(

@@ -30,6 +30,7 @@ PROXY_AGENT_PORT: Final = 15020
 SECRETS_AGENT_PORT: Final = 15021
 CONFIG_AGENT_PORT: Final = 15022
 SIGNAL_AGENT_PORT: Final = 15023  # sidecar signal, on 127.0.0.1
+LOGS_AGENT_PORT: Final = 15024
 
 # Paths inside the injected containers (and, read-only, the app's).
 PROXY_WORK_DIR: Final = "/var/run/sidecar/proxy"
@@ -48,6 +49,7 @@ SECRETS_CONTAINER: Final = "sidecar-secrets"
 CONFIG_INIT_CONTAINER: Final = "sidecar-config-init"
 CONFIG_CONTAINER: Final = "sidecar-config"
 SIGNAL_CONTAINER: Final = "sidecar-signal"
+CAPTURE_INIT_CONTAINER: Final = "sidecar-capture-init"
 
 # Volumes the injector adds.
 PROXY_VOLUME: Final = "sidecar-proxy"

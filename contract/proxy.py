@@ -191,10 +191,14 @@ CONCURRENCY: Knob[int] = Knob(
 CAPTURE: Knob[str] = Knob(
     "capture_mode",
     values.choice("none", "iptables"),
-    "`iptables`: serve the traffic that `sidecar capture`'s rules redirect; `none`",
+    "transparent capture: an init container redirects the pod's TCP (in and out) to "
+    "the proxy with iptables (needs the privileged Pod Security level)",
     env="SIDECAR_CAPTURE",
     flag="--capture",
+    annotation="proxy-capture",
+    profile="proxy.capture",
     default="none",
+    example="iptables",
 )
 CAPTURE_OUTBOUND_PORT: Knob[int] = Knob(
     "capture_outbound_port",
@@ -215,10 +219,15 @@ CAPTURE_INBOUND_PORT: Knob[int] = Knob(
 EGRESS: Knob[str] = Knob(
     "egress_mode",
     values.choice("none", "http-proxy"),
-    "`http-proxy`: an HTTP forward proxy for apps that honour HTTP_PROXY/HTTPS_PROXY; `none`",
+    f"`http-proxy`: the app containers get HTTP_PROXY/HTTPS_PROXY=http://127.0.0.1:"
+    f"{layout.EGRESS_PORT} and NO_PROXY, the proxy forwards HTTP and tunnels CONNECT "
+    "(no privileges)",
     env="SIDECAR_EGRESS",
     flag="--egress",
+    annotation="proxy-egress",
+    profile="proxy.egress",
     default="none",
+    example="http-proxy",
 )
 EGRESS_PORT: Knob[int] = Knob(
     "egress_port",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contract.catalogue import ANNOTATIONS, ROLE_NAMES, ROLES
+from contract.catalogue import ANNOTATIONS, PARTS, ROLE_NAMES
 from contract.knobs import Knob
 from contract.layout import NAMESPACE_LABEL, PREFIX
 
@@ -56,12 +56,12 @@ def annotation_text() -> str:
 def _shared() -> list[Knob[Any]]:
     """Variables more than one role reads (listed once, under "common")."""
     counts: dict[str, int] = {}
-    for role in ROLES:
+    for role in PARTS:
         for knob in role.knobs:
             if knob.env:
                 counts[knob.env] = counts.get(knob.env, 0) + 1
     seen: dict[str, Knob[Any]] = {}
-    for role in ROLES:
+    for role in PARTS:
         for knob in role.knobs:
             if knob.env and counts[knob.env] > 1:
                 seen.setdefault(knob.env, knob)
@@ -70,7 +70,7 @@ def _shared() -> list[Knob[Any]]:
 
 def _default(env: str) -> str:
     defaults = {
-        role.name: k.documented_default for role in ROLES for k in role.knobs if k.env == env
+        role.name: k.documented_default for role in PARTS for k in role.knobs if k.env == env
     }
     if len(set(defaults.values())) == 1:
         return next(iter(defaults.values()))
@@ -83,7 +83,7 @@ def runtime_table(role_name: str | None) -> str:
     if role_name is None:
         knobs = _shared()
     else:
-        role = next(r for r in ROLES if r.name == role_name)
+        role = next(r for r in PARTS if r.name == role_name)
         knobs = [k for k in role.knobs if k.env and k.env not in shared]
     lines = ["| variable | flag | meaning | default |", "|---|---|---|---|"]
     for knob in knobs:
@@ -102,6 +102,6 @@ def _code(text: str) -> str:
 def sections() -> dict[str, str]:
     """Marker name -> generated text, for README.md and docs/runtime.md."""
     result = {"annotations": annotation_table(), "runtime:common": runtime_table(None)}
-    for role in ROLES:
+    for role in PARTS:
         result[f"runtime:{role.name}"] = runtime_table(role.name)
     return result

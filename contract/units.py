@@ -162,10 +162,13 @@ def parse_upstream_url(text: str) -> tuple[str, str, str, int]:
 # small whatever the input.
 MAX_LIST_ITEMS = 64
 PORTS_HELP = "comma-separated ports or ranges, e.g. 5432,8000-8100"
-INBOUND_PORTS_HELP = '"*" (every port), "" (none) or ' + PORTS_HELP
+INBOUND_PORTS_HELP = '"*" (every port), "none" or ' + PORTS_HELP
 CIDRS_HELP = (
     "comma-separated IPv4/IPv6 addresses or CIDRs, e.g. 10.0.0.0/8,fd00::/8,169.254.169.254"
 )
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -218,15 +221,29 @@ def format_port_ranges(ranges: tuple[PortRange, ...]) -> str:
 
 
 def parse_inbound_ports(text: str) -> tuple[PortRange, ...] | None:
-    """``"*"`` -> ``None`` (every port); otherwise ``parse_port_ranges``."""
-    if text.strip() == "*":
+    """``"*"`` -> ``None`` (every port); ``"none"`` (or nothing) -> ``()``;
+    otherwise ``parse_port_ranges``."""
+    value = text.strip().lower()
+    if value == "*":
         return None
+    if value in ("none", ""):
+        return ()
     return parse_port_ranges(text)
 
 
-def parse_cidrs(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def format_inbound_ports(ports: tuple[PortRange, ...] | None) -> str:
+    if ports is None:
+        return "*"
+    return format_port_ranges(ports) or "none"
+
+
+def format_cidrs(networks: tuple[Network, ...]) -> str:
+    return ",".join(str(n) for n in networks)
+
+
+def parse_cidrs(text: str) -> tuple[Network, ...]:
     """``"10.0.0.0/8, 169.254.169.254, fd00::/8"`` -> networks (an address is a /32 or /128)."""
-    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    networks: list[Network] = []
     for item in _items(text, "addresses"):
         try:
             network = ipaddress.ip_network(item, strict=True)

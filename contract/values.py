@@ -95,6 +95,12 @@ AT_LEAST_ONE = Value("a whole number, at least 1", _whole(1))
 GID = Value("a group id (a whole number)", _whole(0))
 RETRY_ON = Value(units.RETRY_ON_HELP, units.parse_retry_on, ",".join)
 ADDRESS = Value(units.ADDRESS_HELP, units.parse_address, lambda a: f"{a[0]}:{a[1]}")
+PORT_RANGES = Value(units.PORTS_HELP, units.parse_port_ranges, units.format_port_ranges)
+INBOUND_PORTS = Value(
+    units.INBOUND_PORTS_HELP, units.parse_inbound_ports, units.format_inbound_ports
+)
+CIDRS = Value(units.CIDRS_HELP, units.parse_cidrs, units.format_cidrs)
+NON_ROOT_UID = Value("a user id other than 0 (a whole number)", _whole(1))
 LOG_LEVEL: Value[LogLevel] = choice("debug", "info", "warning", "error")
 NATIVE_MODE: Value[NativeMode] = choice("auto", "true", "false")
 SECRETS_MODE: Value[SecretsMode] = choice("both", "init", "sidecar")

@@ -173,6 +173,21 @@ def signal_container(plan: Plan) -> dict[str, Any]:
     return container
 
 
+def capture_container(plan: Plan, spec: RoleSpec) -> dict[str, Any]:
+    """The capture init container (``sidecar capture``), first of the pod: the
+    only injected container with privileges, and only these two. iptables
+    needs NET_ADMIN and NET_RAW in its effective set, which a container gets
+    only as user 0 (Kubernetes grants no ambient capabilities)."""
+    container = _container(
+        plan, spec, layout.CAPTURE_INIT_CONTAINER, ["sidecar", "capture"], _env(spec)
+    )
+    container["securityContext"] |= {
+        "runAsNonRoot": False,
+        "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+    }
+    return container
+
+
 def _env(spec: RoleSpec, *, init: bool = False) -> list[dict[str, Any]]:
     """The role's variables; an init container is never told to reload the app."""
     values = spec.values.with_values({RELOAD: None}) if init else spec.values

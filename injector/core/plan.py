@@ -15,7 +15,7 @@ non-root app user, ...).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from contract import config, layout, pod, proxy, secrets
@@ -24,6 +24,7 @@ from contract.common import RELOAD
 from contract.knobs import Knob, Values, environment
 from contract.reload import ReloadTarget, SignalTarget
 from contract.values import Quantity
+from injector.core import traffic as traffic_plan
 from injector.core.model import NamespaceInfo, PodRequest, parse_annotations
 from injector.core.settings import Profile, Resources, Settings, image_allowed
 from injector.core.signalling import Signaller, rerouted, signaller
@@ -98,6 +99,8 @@ class Plan:
     warnings: tuple[str, ...]
     pull_policy: str
     signaller: Signaller | None = None  # sidecar-signal, for reload: signal:...
+    traffic: traffic_plan.Traffic = field(default_factory=traffic_plan.Traffic)
+    capture: RoleSpec | None = None  # the capture init container (proxy-capture: iptables)
 
     def role(self, name: str) -> RoleSpec | None:
         return next((r for r in self.roles if r.role == name), None)
@@ -142,6 +145,7 @@ class Plan:
                 else None
             ),
             "shareProcessNamespace": self.share_process_namespace,
+            "traffic": traffic_plan.describe(self.traffic) if self.role("proxy") else None,
         }
 
 
@@ -238,6 +242,7 @@ def _plan(
             roles.append(
                 _role(name, request, profile, user, group, _values(name, request, profile))
             )
+    traffic, capture_spec = _traffic(request, profile, roles, app, spec, native, warnings)
     secrets_mode = _secrets_mode(request, profile, is_job and not native, warnings)
     config_values = _values("config", request, profile)
     secrets_sidecar = request.wants("secrets") and secrets_mode in ("sidecar", "both")
@@ -261,7 +266,38 @@ def _plan(
         warnings=tuple(warnings),
         pull_policy=profile.image_pull_policy,
         signaller=sender,
+        traffic=traffic,
+        capture=capture_spec,
     )
+
+
+def _traffic(
+    request: PodRequest,
+    profile: Profile,
+    roles: list[RoleSpec],
+    app: list[Container],
+    spec: PodSpec,
+    native: bool,
+    warnings: list[str],
+) -> tuple[traffic_plan.Traffic, RoleSpec | None]:
+    """Capture and egress (``injector.core.traffic``), and the capture init
+    container's spec: the proxy's image, user 0, the capture rows' values."""
+    proxy_spec = next((r for r in roles if r.role == "proxy"), None)
+    capture_values = _values("capture", request, profile)
+    found, more = traffic_plan.plan(
+        request.values,
+        proxy_spec.values if proxy_spec else None,
+        capture_values,
+        app=app,
+        pod_security=spec.get("securityContext") or PodSecurityContext(),
+        native=native,
+        user_inits=[str(c.get("name")) for c in spec.get("initContainers") or []],
+    )
+    warnings += more
+    if proxy_spec is None or not found.capture:
+        return found, None
+    resources = traffic_plan.CAPTURE_RESOURCES
+    return found, RoleSpec("capture", proxy_spec.image, resources, 0, 0, capture_values)
 
 
 def _app_containers(spec: PodSpec, request: PodRequest) -> tuple[list[Container], tuple[str, ...]]:
@@ -312,7 +348,8 @@ def _proxy(
 ) -> RoleSpec:
     values = _values("proxy", request, profile)
     upstream, inbound = values.get(proxy.UPSTREAM), values.get(proxy.INBOUND_PORT)
-    if upstream is None and inbound is None:
+    modes = values.get(proxy.CAPTURE) == "iptables" or values.get(proxy.EGRESS) == "http-proxy"
+    if upstream is None and inbound is None and not modes:
         inbound = _first_port(app)
         if inbound is None:
             raise InjectionDenied(

@@ -36,6 +36,7 @@ def reserved(plan: Plan) -> dict[int, str]:
             ports[layout.ADMIN_PORT] = "the proxy's Envoy admin"
             ports[layout.OUTBOUND_PORT] = "the proxy's outbound listener"
             ports[layout.INBOUND_PORT] = "the proxy's inbound listener"
+            ports |= plan.traffic.ports()  # capture and egress listeners
         ports[contract_role(spec.role).agent_port] = f"the {spec.role} agent"
     return ports
 

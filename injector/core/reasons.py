@@ -111,8 +111,9 @@ def _why(request: PodRequest, role: Role) -> str:
 
 def _values(request: PodRequest, plan: Plan) -> dict[str, str]:
     values: dict[str, str] = {}
-    for spec in plan.roles:
-        values |= _resources(request, plan, spec)
+    for spec in (*plan.roles, *((plan.capture,) if plan.capture else ())):
+        if spec is not plan.capture:
+            values |= _resources(request, plan, spec)
         for knob in contract_role(spec.role).knobs:
             if knob.env:
                 found = _source(request, plan, spec, knob)

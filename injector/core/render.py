@@ -6,8 +6,10 @@ refuse name and port collisions, add the containers and volumes
 (``injector.core.containers``), write ``status``. No I/O; the input is never
 mutated; ``render(render(p).pod) == render(p)``.
 
-Order of initContainers: native ``sidecar-proxy`` first (so user init
-containers can use it), then ``sidecar-secrets-init``, ``sidecar-config-init``,
+Order of initContainers: ``sidecar-capture-init`` first when the pod asks for
+transparent capture (the rules are in place before anything else runs), then
+native ``sidecar-proxy`` (so user init containers can use it),
+``sidecar-secrets-init``, ``sidecar-config-init``,
 the native refreshers, then the user's init containers. Classic mode puts
 ``sidecar-proxy`` first in ``containers`` (its postStart hook waits until it is
 ready, which holds the app) and the refreshers last.
@@ -21,12 +23,21 @@ from typing import Any, cast
 
 from contract.layout import PREFIX, STATUS
 from injector.core import containers as c
+from injector.core import traffic
 from injector.core.model import NamespaceInfo, PodRequest
 from injector.core.plan import NOT_REQUESTED, Plan, Skip, decide
 from injector.core.ports import check_ports
 from injector.core.settings import Settings
 from injector.core.status import Status
-from injector.core.views import Container, ObjectMeta, Pod, PodSpec, Volume, VolumeMount
+from injector.core.views import (
+    Container,
+    EnvVar,
+    ObjectMeta,
+    Pod,
+    PodSpec,
+    Volume,
+    VolumeMount,
+)
 from injector.errors import InjectionDenied, NameCollision
 
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
@@ -106,7 +117,11 @@ def strip(pod: Pod, status: Status | None) -> Pod:
     for key in ("containers", "initContainers"):
         items = spec.get(key)
         if isinstance(items, list):
-            kept = [_unmount(x, volumes) for x in items if x.get("name") not in status.added]
+            kept = [
+                traffic.without_egress_env(_unmount(x, volumes), status.env)
+                for x in items
+                if x.get("name") not in status.added
+            ]
             if kept or key == "containers":
                 spec[key] = kept
             else:
@@ -168,6 +183,8 @@ def _sidecars(plan: Plan) -> _Added:
     added = _Added([], [], [], [])
     proxy, secrets, config = plan.role("proxy"), plan.role("secrets"), plan.role("config")
     refreshers = added.later_init if plan.native else added.after
+    if plan.capture:
+        added.first_init.append(c.capture_container(plan, plan.capture))
     if proxy:
         (added.first_init if plan.native else added.before).append(c.proxy_container(plan, proxy))
     if secrets and plan.secrets_init:
@@ -200,11 +217,10 @@ def _inject(
     check_ports(spec, plan)  # every container of the user's, every port of ours
     _check_collisions(app_containers + user_inits, user_volumes, added.all, new_volumes, plan)
     mounts = cast("list[VolumeMount]", c.app_mounts(plan))
-    if mounts:
+    env = traffic.egress_env() if plan.traffic.egress and plan.role("proxy") else []
+    if mounts or env:
         app_containers = [
-            cast("Container", {**x, "volumeMounts": [*(x.get("volumeMounts") or []), *mounts]})
-            if x.get("name") in plan.app_containers
-            else x
+            _with(x, mounts, env) if x.get("name") in plan.app_containers else x
             for x in app_containers
         ]
     inits = cast("list[Container]", added.first_init + added.later_init)
@@ -231,10 +247,21 @@ def _inject(
         volumes=tuple(v["name"] for v in new_volumes),
         share_process_namespace=plan.share_process_namespace,
         default_container=default_container,
+        env=tuple(str(e["name"]) for e in env),
     )
     annotations[STATUS] = status.to_json()
     metadata["annotations"] = annotations
     return cast("Pod", {**pod, "metadata": metadata, "spec": spec}), status
+
+
+def _with(container: Container, mounts: list[VolumeMount], env: list[Built]) -> Container:
+    """An app container with the shared mounts and the egress variables."""
+    result = cast("Container", dict(container))
+    if mounts:
+        result["volumeMounts"] = [*(container.get("volumeMounts") or []), *mounts]
+    if env:
+        result["env"] = [*(container.get("env") or []), *cast("list[EnvVar]", env)]
+    return result
 
 
 def _check_collisions(

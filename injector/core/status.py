@@ -17,6 +17,7 @@ from typing import Literal
 
 from contract import layout
 from contract.layout import STATUS
+from injector.core.traffic import EGRESS_VARIABLES
 from injector.errors import InjectionDenied
 
 Mode = Literal["native", "classic"]
@@ -28,6 +29,7 @@ OUR_CONTAINERS = frozenset(
         layout.CONFIG_INIT_CONTAINER,
         layout.CONFIG_CONTAINER,
         layout.SIGNAL_CONTAINER,
+        layout.CAPTURE_INIT_CONTAINER,
     }
 )
 OUR_VOLUMES = frozenset(
@@ -56,6 +58,7 @@ class Status:
     volumes: tuple[str, ...] = ()
     share_process_namespace: bool = False
     default_container: bool = False
+    env: tuple[str, ...] = ()  # variables added to the app containers (egress)
 
     @property
     def added(self) -> frozenset[str]:
@@ -83,7 +86,9 @@ class Status:
                 f"annotation {STATUS} is not what the injector writes (JSON with containers, "
                 "initContainers and volumes); remove it, the injector sets it"
             )
-        roles = data.get("roles")
+        roles, env = data.get("roles"), data.get("env", [])
+        if not isinstance(env, list) or not all(isinstance(n, str) for n in env):
+            env = ["(env not a list of names)"]
         status = cls(
             version=str(data.get("version", "")),
             profile=str(data.get("profile", "")),
@@ -95,8 +100,13 @@ class Status:
             volumes=tuple(data["volumes"]),
             share_process_namespace=data.get("shareProcessNamespace") is True,
             default_container=data.get("defaultContainer") is True,
+            env=tuple(env),
         )
-        foreign = sorted((status.added - OUR_CONTAINERS) | (set(status.volumes) - OUR_VOLUMES))
+        foreign = sorted(
+            (status.added - OUR_CONTAINERS)
+            | (set(status.volumes) - OUR_VOLUMES)
+            | (set(status.env) - EGRESS_VARIABLES)
+        )
         if foreign:
             raise InjectionDenied(
                 f"annotation {STATUS} lists {', '.join(foreign)}, which the injector never adds "
@@ -117,6 +127,8 @@ class Status:
         data["initContainers"] = list(self.init_containers)
         data["containers"] = list(self.containers)
         data["volumes"] = list(self.volumes)
+        if self.env:
+            data["env"] = list(self.env)
         if self.share_process_namespace:
             data["shareProcessNamespace"] = True
         if self.default_container:

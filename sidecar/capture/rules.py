@@ -41,34 +41,34 @@ MULTIPORT_MAX = 15  # iptables multiport: at most 15 ports, a range counts as tw
 def outbound_rules(settings: CaptureSettings, version: int) -> list[str]:
     """Rule specs of SIDECAR_OUTPUT (without ``-A CHAIN``)."""
     rules = [
-        f"-m owner --uid-owner {settings.proxy_uid} -j RETURN",
+        f"-m owner --uid-owner {settings.capture_proxy_uid} -j RETURN",
         "-o lo -j RETURN",
         f"-p tcp --dport {DNS_PORT} -j RETURN",
     ]
     rules += [f"-d {network} -j RETURN" for network in settings.cidrs(version)]
     rules += [
         f"-p tcp -m multiport --dports {group} -j RETURN"
-        for group in _groups(settings.exclude_ports)
+        for group in _groups(settings.capture_exclude_ports)
     ]
-    rules.append(f"-p tcp -j REDIRECT --to-ports {settings.outbound_port}")
+    rules.append(f"-p tcp -j REDIRECT --to-ports {settings.capture_outbound_port}")
     return rules
 
 
 def inbound_rules(settings: CaptureSettings) -> list[str]:
     """Rule specs of SIDECAR_INBOUND; none when no inbound port is captured."""
-    if settings.inbound_ports == ():
+    if settings.capture_inbound_ports == ():
         return []
-    redirect = f"-j REDIRECT --to-ports {settings.inbound_port}"
+    redirect = f"-j REDIRECT --to-ports {settings.capture_inbound_port}"
     rules = [
         f"-p tcp -m multiport --dports {group} -j RETURN"
-        for group in _groups(settings.proxy_ports + settings.exclude_ports)
+        for group in _groups(settings.capture_proxy_ports + settings.capture_exclude_ports)
     ]
-    if settings.inbound_ports is None:
+    if settings.capture_inbound_ports is None:
         rules.append(f"-p tcp {redirect}")
     else:
         rules += [
             f"-p tcp -m multiport --dports {group} {redirect}"
-            for group in _groups(settings.inbound_ports)
+            for group in _groups(settings.capture_inbound_ports)
         ]
     return rules
 

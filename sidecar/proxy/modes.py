@@ -16,16 +16,12 @@ are rows of ``contract.proxy``.
 
 from __future__ import annotations
 
-import argparse
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from contract.units import parse_port
-from sidecar.options import convert
-
-CAPTURE_MODES = ("none", "iptables")
-EGRESS_MODES = ("none", "http-proxy")
+from contract import proxy as rows
+from contract.knobs import Knob, Values
 
 
 @dataclass(frozen=True)
@@ -41,43 +37,32 @@ class Egress:
     ipv6: bool
 
 
-def parse(args: argparse.Namespace) -> tuple[Capture | None, Egress | None]:
-    capture_mode = convert(args.capture, _choice(CAPTURE_MODES), "--capture", "SIDECAR_CAPTURE")
-    egress_mode = convert(args.egress, _choice(EGRESS_MODES), "--egress", "SIDECAR_EGRESS")
-    ipv6 = has_ipv6_loopback() if (capture_mode != "none" or egress_mode != "none") else False
-    capture = None
-    if capture_mode == "iptables":
-        capture = Capture(
-            outbound_port=convert(
-                args.capture_outbound_port,
-                parse_port,
-                "--capture-outbound-port",
-                "SIDECAR_CAPTURE_OUTBOUND_PORT",
-            ),
-            inbound_port=convert(
-                args.capture_inbound_port,
-                parse_port,
-                "--capture-inbound-port",
-                "SIDECAR_CAPTURE_INBOUND_PORT",
-            ),
-            ipv6=ipv6,
-        )
-    egress = None
-    if egress_mode == "http-proxy":
-        port = convert(args.egress_port, parse_port, "--egress-port", "SIDECAR_EGRESS_PORT")
-        egress = Egress(port=port, ipv6=ipv6)
+def parse(v: Values) -> tuple[Capture | None, Egress | None]:
+    capture_on = v.get(rows.CAPTURE) == "iptables"
+    egress_on = v.get(rows.EGRESS) == "http-proxy"
+    ipv6 = has_ipv6_loopback() if capture_on or egress_on else False
+    capture = egress = None
+    if capture_on:
+        outbound = v.require(rows.CAPTURE_OUTBOUND_PORT)
+        capture = Capture(outbound, v.require(rows.CAPTURE_INBOUND_PORT), ipv6)
+    if egress_on:
+        egress = Egress(v.require(rows.EGRESS_PORT), ipv6)
     return capture, egress
 
 
 def ports(capture: Capture | None, egress: Egress | None) -> dict[str, int]:
-    """The listener ports of these modes, by the flag that sets them."""
+    """The listener ports of these modes, by the flag and variable that set them."""
     found: dict[str, int] = {}
     if capture is not None:
-        found["--capture-outbound-port / SIDECAR_CAPTURE_OUTBOUND_PORT"] = capture.outbound_port
-        found["--capture-inbound-port / SIDECAR_CAPTURE_INBOUND_PORT"] = capture.inbound_port
+        found[_name(rows.CAPTURE_OUTBOUND_PORT)] = capture.outbound_port
+        found[_name(rows.CAPTURE_INBOUND_PORT)] = capture.inbound_port
     if egress is not None:
-        found["--egress-port / SIDECAR_EGRESS_PORT"] = egress.port
+        found[_name(rows.EGRESS_PORT)] = egress.port
     return found
+
+
+def _name(knob: Knob[Any]) -> str:
+    return f"{knob.flag} / {knob.env}"
 
 
 def listener_count(capture: Capture | None, egress: Egress | None) -> int:
@@ -95,13 +80,3 @@ def has_ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse_choice(text: str) -> str:
-        value = text.strip().lower()
-        if value not in choices:
-            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
-        return value
-
-    return parse_choice

@@ -62,6 +62,14 @@ class ProxySettings:
         return self.work_dir / "envoy.json"
 
     @property
+    def capture_mode(self) -> str:
+        return "iptables" if self.capture is not None else "none"
+
+    @property
+    def egress_mode(self) -> str:
+        return "http-proxy" if self.egress is not None else "none"
+
+    @property
     def listener_count(self) -> int:
         explicit = (self.upstream is not None) + (self.inbound_port is not None)
         return explicit + modes.listener_count(self.capture, self.egress)
@@ -123,7 +131,7 @@ def _loopback(host: str) -> str:
 def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ProxySettings:
     v = read_knobs(args, rows.ROLE.knobs)
     upstream, inbound_port = v.get(rows.UPSTREAM), v.get(rows.INBOUND_PORT)
-    capture, egress = modes.parse(args)
+    capture, egress = modes.parse(v)
     if upstream is None and inbound_port is None and capture is None and egress is None:
         raise UsageError(
             "nothing to proxy: set --upstream / SIDECAR_UPSTREAM (outbound), "

@@ -30,10 +30,10 @@ def test_without_the_proxy_uid_exclusion_captured_traffic_loops(world: World) ->
     assert world.run_init().returncode == 0
     world.start_proxy(
         {
-            "SIDECAR_CAPTURE": "iptables",
-            "SIDECAR_MAX_CONNECTIONS": "20",
-            "SIDECAR_RETRIES": "0",
-            "SIDECAR_TIMEOUT": "10s",
+            "proxy-capture": "iptables",
+            "proxy-max-connections": "20",
+            "proxy-retries": "0",
+            "proxy-timeout": "10s",
         }
     )
     [first] = world.client(f"http://{A}/echo")
@@ -65,10 +65,10 @@ def test_circuit_breaking_counts_connections_per_destination(world: World) -> No
     assert world.run_init().returncode == 0
     world.start_proxy(
         {
-            "SIDECAR_CAPTURE": "iptables",
-            "SIDECAR_MAX_CONNECTIONS": "1",
-            "SIDECAR_RETRIES": "0",
-            "SIDECAR_TIMEOUT": "20s",
+            "proxy-capture": "iptables",
+            "proxy-max-connections": "1",
+            "proxy-retries": "0",
+            "proxy-timeout": "20s",
         }
     )
     held = world.start_client(f"http://{A}/hold/one")
@@ -96,9 +96,7 @@ def test_circuit_breaking_counts_connections_per_destination(world: World) -> No
 def test_outlier_detection_ejects_the_failing_destination_only(world: World) -> None:
     world.start_servers([f"http={A}", f"http={B}"])
     assert world.run_init().returncode == 0
-    world.start_proxy(
-        {"SIDECAR_CAPTURE": "iptables", "SIDECAR_OUTLIER_5XX": "2", "SIDECAR_RETRIES": "0"}
-    )
+    world.start_proxy({"proxy-capture": "iptables", "proxy-outlier-5xx": "2", "proxy-retries": "0"})
     assert [r["status"] for r in world.client(*[f"http://{A}/status/500"] * 2)] == [500, 500]
     wait_for(
         lambda: world.stat(destination(A) + "outlier_detection.ejections_enforced_total") == 1,
@@ -115,7 +113,7 @@ def test_sigterm_drains_captured_inbound_requests_in_flight(world: World) -> Non
     world.start_app(8080)
     assert world.run_init().returncode == 0
     proxy = world.start_proxy(
-        {"SIDECAR_CAPTURE": "iptables", "SIDECAR_DRAIN_TIMEOUT": "20s", "SIDECAR_TIMEOUT": "30s"}
+        {"proxy-capture": "iptables", "proxy-timeout": "30s"}, env={"SIDECAR_DRAIN_TIMEOUT": "20s"}
     )
     caller = world.link.peer.start(
         [sys.executable, "-c", _GET, f"http://{POD_V4}:8080/hold/drain"],

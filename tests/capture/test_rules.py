@@ -62,10 +62,10 @@ def test_outbound_rules_keep_the_proxy_loopback_and_dns_out_first() -> None:
 
 
 def test_inbound_none_all_or_some_ports() -> None:
-    assert rules.inbound_rules(load([], {"SIDECAR_CAPTURE_INBOUND_PORTS": ""})) == []
+    assert rules.inbound_rules(load([], {"SIDECAR_CAPTURE_INBOUND_PORTS": "none"})) == []
     every = rules.inbound_rules(load([], {}))
     assert every == [
-        "-p tcp -m multiport --dports 15000:15006,15020:15022 -j RETURN",
+        "-p tcp -m multiport --dports 15000:15006,15020:15024 -j RETURN",
         "-p tcp -j REDIRECT --to-ports 15003",
     ]
     some = rules.inbound_rules(load(["--include-inbound-ports", "8080,9000-9100"], {}))
@@ -86,8 +86,8 @@ def test_long_port_lists_are_split_into_multiport_groups() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--proxy-uid", "0"], "is root"),
-        (["--outbound-port", "15003"], "give each listener its own port"),
+        (["--proxy-uid", "0"], "a user id other than 0"),
+        (["--capture-outbound-port", "15003"], "give each listener its own port"),
         (["--exclude-ports", "15000-15010"], "cannot be excluded"),
         (["--exclude-cidrs", "10.0.0.1/8"], "host bits are set"),
         (["--exclude-cidrs", "example.com"], "not an address or CIDR"),

@@ -83,17 +83,17 @@ def pod(tmp_path_factory: pytest.TempPathFactory, pki: dict[str, Path]) -> Itera
         shutil.copy(pki["ca"], world.pod.volume("client-ca") / "ca.pem")
         init = world.run_init(
             {
-                "SIDECAR_CAPTURE_EXCLUDE_PORTS": "5432",
-                "SIDECAR_CAPTURE_EXCLUDE_CIDRS": PEER_V4_EXTRA[1],
+                "proxy-capture-exclude-ports": "5432",
+                "proxy-capture-exclude-cidrs": PEER_V4_EXTRA[1],
             }
         )
         assert init.returncode == 0, init.stderr
         world.start_proxy(
             {
-                "SIDECAR_CAPTURE": "iptables",
-                "SIDECAR_EGRESS": "http-proxy",
-                "SIDECAR_TIMEOUT": "1s",
-                "SIDECAR_RETRIES": "2",
+                "proxy-capture": "iptables",
+                "proxy-egress": "http-proxy",
+                "proxy-timeout": "1s",
+                "proxy-retries": "2",
             }
         )
         yield world

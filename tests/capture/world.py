@@ -1,11 +1,13 @@
 """A pod with transparent capture, made of real processes in test namespaces.
 
 ``World`` owns a ``tests.netns.Link`` (the pod's network namespace and a peer
-namespace with the servers) and a ``tests.kubelet.Pod`` whose containers join
-the pod's network: the capture init container (user 0, only NET_ADMIN and
-NET_RAW), ``sidecar proxy`` (user 1337, no capabilities) and app processes
-(user 1000). ``close()`` stops every process and drops both namespaces, and
-with them every interface and rule they held.
+namespace with the servers) and ``tests.kubelet.Pod``s whose containers join
+the pod's network. The pod is rendered by the injector (``rendered``) from the
+annotations a test gives, and its containers run as rendered, the way a
+kubelet runs them: the capture init container (user 0, only NET_ADMIN and
+NET_RAW), ``sidecar proxy`` (user 1337, no capabilities); app processes run as
+user 1000. ``close()`` stops every process and drops both namespaces, and with
+them every interface and rule they held.
 """
 
 from __future__ import annotations
@@ -19,33 +21,58 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from contract.layout import CAPTURE_INIT_CONTAINER as CAPTURE_INIT
+from contract.layout import PROXY_CONTAINER as PROXY
+from injector.core.model import NamespaceInfo
+from injector.core.render import render
+from injector.core.settings import Settings
 from tests import kubelet
-from tests.netns import Link
+from tests.netns import POD_V4, Link
 from tests.proxy.harness import metric
 from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_UID = 1000
-PROXY_UID = 1337
 AGENT = ("127.0.0.1", 15020)
 ADMIN = ("127.0.0.1", 15000)
-WORK_DIR = "/var/run/sidecar/proxy"
 
-# The init container as the injector renders it (securityContext, command).
-CAPTURE_INIT: dict[str, Any] = {
-    "name": "sidecar-capture",
-    "command": ["sidecar", "capture"],
-    "securityContext": {
-        "runAsUser": 0,
-        "runAsGroup": 0,
-        "runAsNonRoot": False,
-        "readOnlyRootFilesystem": True,
-        "allowPrivilegeEscalation": False,
-        "privileged": False,
-        "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    },
-}
+PREFIX = "sidecar.example.io/"
+# What a kubelet resolves in the rendered env (downward API).
+FIELD_REFS = {"limits.cpu": "1", "metadata.namespace": "shop", "status.podIPs": POD_V4}
+
+
+def rendered(annotations: Mapping[str, str]) -> dict[str, Any]:
+    """The pod spec the injector renders for an app on port 8080 with
+    ``annotations`` (``inject`` and native sidecars implied)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "shop",
+            "annotations": {
+                PREFIX + "inject": "true",
+                PREFIX + "native-sidecars": "true",
+                **{PREFIX + k: v for k, v in annotations.items()},
+            },
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "example/app:1",
+                    "ports": [{"containerPort": 8080}],
+                    "securityContext": {"runAsUser": APP_UID},
+                }
+            ]
+        },
+    }
+    result = render(pod, NamespaceInfo("shop"), Settings())
+    return dict(result.pod["spec"])
+
+
+def container(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
+    everything = [*spec.get("initContainers", []), *spec["containers"]]
+    return dict(next(c for c in everything if c["name"] == name))
 
 
 def http_get(address: tuple[str, int], path: str, timeout: float = 5.0) -> tuple[int, str]:
@@ -86,39 +113,35 @@ class World:
     # -- containers -------------------------------------------------------
 
     def run_init(
-        self, env: Mapping[str, str] | None = None, container: Mapping[str, Any] | None = None
+        self,
+        annotations: Mapping[str, str] | None = None,
+        init: Mapping[str, Any] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the capture init container to completion, as a kubelet would."""
-        spec = dict(container or CAPTURE_INIT)
-        spec["env"] = [{"name": k, "value": v} for k, v in (env or {}).items()]
+        """Run the capture init container the injector renders for ``annotations``
+        (or ``init`` as given) to completion, as a kubelet would."""
+        spec = init or container(
+            rendered({"proxy-capture": "iptables", **(annotations or {})}), CAPTURE_INIT
+        )
         proc = self.link.pod.adopt(
             self.pod.start_container(spec, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         )
         out, err = proc.communicate(timeout=60)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out.decode(), err.decode())
 
-    def start_proxy(self, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        environment = {
-            "SIDECAR_AGENT_ADDR": f"{AGENT[0]}:{AGENT[1]}",
-            "SIDECAR_CONCURRENCY": "1",
-            "SIDECAR_DRAIN_GRACE": "0s",
-            "SIDECAR_DRAIN_TIMEOUT": "1s",
-            **env,
-        }
+    def start_proxy(
+        self, annotations: Mapping[str, str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Run the proxy container the injector renders for ``annotations``, as a
+        kubelet would; ``env``: variables a test adds (a short drain)."""
+        spec = container(rendered(annotations), PROXY)
+        extra = {"SIDECAR_DRAIN_GRACE": "0s", **(env or {})}
+        spec["env"] = [*spec["env"], *({"name": k, "value": v} for k, v in extra.items())]
         with (
             (self.tmp / "proxy.stdout").open("wb") as out,
             (self.tmp / "proxy.stderr").open("wb") as err,
         ):
             self.proxy = self.link.pod.adopt(
-                self.proxy_pod.start(
-                    [*kubelet.SIDECAR_IMAGE_COMMAND, "proxy"],
-                    user=PROXY_UID,
-                    group=PROXY_UID,
-                    mounts=[kubelet.Mount("proxy-work", WORK_DIR)],
-                    env=environment,
-                    stdout=out,
-                    stderr=err,
-                )
+                self.proxy_pod.start_container(spec, field_refs=FIELD_REFS, stdout=out, stderr=err)
             )
 
         proxy = self.proxy

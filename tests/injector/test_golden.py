@@ -120,11 +120,20 @@ def test_every_injected_container_is_locked_down() -> None:
                 continue
             seen += 1
             sc = container["securityContext"]
-            assert sc["runAsNonRoot"] is True
-            assert sc["runAsUser"] > 0
+            if container["name"] == "sidecar-capture-init":
+                # The one exception, and only where the pod asked for capture:
+                # user 0 with NET_ADMIN and NET_RAW, nothing else (README, Pod Security).
+                assert result.plan is not None
+                assert result.plan.traffic.capture
+                assert (sc["runAsNonRoot"], sc["runAsUser"]) == (False, 0)
+                assert sc["capabilities"] == {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}
+                assert sc["privileged"] is False
+            else:
+                assert sc["runAsNonRoot"] is True
+                assert sc["runAsUser"] > 0
+                assert sc["capabilities"] == {"drop": ["ALL"]}
             assert sc["readOnlyRootFilesystem"] is True
             assert sc["allowPrivilegeEscalation"] is False
-            assert sc["capabilities"] == {"drop": ["ALL"]}
             assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
             resources = container["resources"]
             assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}
