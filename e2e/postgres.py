@@ -50,11 +50,11 @@ def bin_dir() -> Path:
 
 
 class Postgres:
-    def __init__(self) -> None:
+    def __init__(self, directory: Path | None = None) -> None:
         self.bin = bin_dir()
         self.password = secrets.token_urlsafe(18)
         self.port = 0
-        self.directory = Path(tempfile.mkdtemp(prefix="sidecar-pg-"))
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="sidecar-pg-"))
         self.process: subprocess.Popen[bytes] | None = None
         self._as_owner: list[str] = []
         if os.geteuid() == 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 BUILD_ERRORS: list[str] = []
 
 
+def private_dir(prefix: str) -> Path:
+    """A temporary directory of this run; those of runs that died (SIGKILL: their
+    processes died with them) are removed first."""
+    for old in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        try:
+            owner = int((old / OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # being created, or not ours
+        if not cluster._alive(owner):
+            shutil.rmtree(old, ignore_errors=True)
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    (directory / OWNER).write_text(str(os.getpid()))
+    return directory
+
+
+OWNER = "owner.pid"
+
+
 @pytest.fixture(scope="session")
 def kube() -> Iterator[Kube]:
     """The control plane of ``e2e.cluster run`` if one is set, else a private one."""
@@ -60,9 +79,7 @@ def kube() -> Iterator[Kube]:
     if existing:
         yield Kube.prepare(cluster.ClusterInfo.load(Path(existing)))
         return
-    plane = cluster.ControlPlane(
-        Path(tempfile.mkdtemp(prefix="sidecar-secrets-kube-")), detach=False
-    )
+    plane = cluster.ControlPlane(private_dir("sidecar-secrets-kube-"), detach=False)
     try:
         yield Kube.prepare(plane.start())
     finally:
@@ -72,7 +89,7 @@ def kube() -> Iterator[Kube]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     try:
-        server = Postgres()
+        server = Postgres(private_dir("sidecar-secrets-pg-"))
     except PostgresError as exc:
         if os.environ.get("SIDECAR_TESTS_NO_SKIP"):
             raise
