@@ -181,6 +181,14 @@ def decide(
                 f"annotation {layout.PREFIX}profile: {request.profile!r} is not a known "
                 f"SidecarProfile; known: {known}"
             )
+        if not settings.usable(profile, namespace.name, namespace.labels):
+            raise UnknownProfile(
+                f"annotation {layout.PREFIX}profile: SidecarProfile {profile.name} may not be "
+                f"used in namespace {namespace.name} (it allows "
+                f"{profile.namespaces.describe()}); use the default profile "
+                f"({settings.default_profile}), or ask for {namespace.name} to be added to "
+                f"{profile.name}'s spec.namespaces"
+            )
         label_warning = namespace.injection_default()[1]
         warnings = [*request.warnings, *([label_warning] if label_warning else [])]
         return _plan(pod_object, spec, request, profile, settings, warnings, job), request
@@ -306,13 +314,14 @@ def _app_containers(spec: PodSpec, request: PodRequest) -> tuple[list[Container]
     if not names:
         raise InjectionDenied("the pod has no containers; nothing to inject into")
     selected = request.values.get(pod.CONTAINERS) or tuple(names)
-    missing = [n for n in selected if n not in names]
+    present, chosen = set(names), set(selected)  # sets: both lists may be long
+    missing = [n for n in selected if n not in present]
     if missing:
         raise InjectionDenied(
-            f"annotation {layout.PREFIX}containers: {', '.join(missing)} "
-            f"not among the pod's containers ({', '.join(names)})"
+            f"annotation {layout.PREFIX}containers: {', '.join(missing[:20])} "
+            f"not among the pod's containers ({', '.join(names[:20])})"
         )
-    return [c for c in containers if c.get("name") in selected], selected
+    return [c for c in containers if c.get("name") in chosen], selected
 
 
 def _native(request: PodRequest, profile: Profile, settings: Settings, warnings: list[str]) -> bool:

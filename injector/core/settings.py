@@ -79,6 +79,31 @@ class Bounds:
 
 
 @dataclass(frozen=True)
+class NamespacePolicy:
+    """Which namespaces may use a profile: those ``names``, and those whose
+    labels include every one of ``labels`` (a SidecarProfile's ``namespaces:
+    {names: [...], matchLabels: {...}}``; empty: none)."""
+
+    names: frozenset[str] = frozenset()
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def allows(self, name: str, labels: Mapping[str, str]) -> bool:
+        if name in self.names:
+            return True
+        return bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
+
+    def describe(self) -> str:
+        parts = []
+        if self.names:
+            parts.append("namespaces " + ", ".join(sorted(self.names)))
+        if self.labels:
+            parts.append(
+                "namespaces labelled " + ", ".join(f"{k}={v}" for k, v in self.labels.items())
+            )
+        return " or ".join(parts) or "no namespace"
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str = "default"
     image: str = DEFAULT_IMAGE
@@ -92,6 +117,8 @@ class Profile:
     # The contract rows this profile sets (``Knob.profile``: vault.address,
     # proxy.timeout, nativeSidecars, ...), parsed by the rows' own parsers.
     values: Values = field(default_factory=Values)
+    # Who may name this profile (the default profile: every namespace).
+    namespaces: NamespacePolicy = field(default_factory=NamespacePolicy)
 
     def image_for(self, role: str) -> str:
         return self.images.get(role, self.image)
@@ -146,6 +173,12 @@ class Settings:
     def profile(self, name: str | None) -> Profile | None:
         """The named profile (default when None), or None when there is no such profile."""
         return self.profiles.get(self.default_profile if name is None else name)
+
+    def usable(self, profile: Profile, namespace: str, labels: Mapping[str, str]) -> bool:
+        """The default profile serves every namespace; any other only the namespaces
+        its ``namespaces`` allows (a pod could otherwise pick the most permissive
+        profile's registries and bounds)."""
+        return profile.name == self.default_profile or profile.namespaces.allows(namespace, labels)
 
     @property
     def native_sidecars_supported(self) -> bool:

@@ -23,6 +23,7 @@ from injector.core.settings import (
     PULL_POLICIES,
     SMALL,
     Bounds,
+    NamespacePolicy,
     Profile,
     Resources,
     Settings,
@@ -30,7 +31,15 @@ from injector.core.settings import (
 )
 from injector.errors import ConfigError
 
-OWN_KEYS = ("image", "images", "imagePullPolicy", "resources", "bounds", "allowedRegistries")
+OWN_KEYS = (
+    "image",
+    "images",
+    "imagePullPolicy",
+    "resources",
+    "bounds",
+    "allowedRegistries",
+    "namespaces",
+)
 SETTINGS_KEYS = ("clusterVersion", "injectorNamespace", "defaultProfile", "profiles")
 
 
@@ -96,7 +105,22 @@ def profile_from_spec(name: str, spec: Mapping[str, Any]) -> Profile:
         bounds=_bounds(spec.get("bounds") or {}, f"{where}.bounds"),
         allowed_registries=tuple(registries),
         values=_rows(spec, where),
+        namespaces=_namespaces(spec.get("namespaces") or {}, f"{where}.namespaces"),
     )
+
+
+def _namespaces(spec: object, where: str) -> NamespacePolicy:
+    """``{names: [NAME, ...], matchLabels: {KEY: VALUE, ...}}``, both optional."""
+    found = only(spec, where, ("names", "matchLabels"))
+    names = found.get("names") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"{where}.names: expected a list of namespace names")
+    labels = found.get("matchLabels") or {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ConfigError(f"{where}.matchLabels: expected a map of label keys to values")
+    return NamespacePolicy(frozenset(names), MappingProxyType(dict(labels)))
 
 
 def _rows(spec: Mapping[str, Any], where: str) -> Values:
