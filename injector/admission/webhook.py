@@ -201,6 +201,8 @@ class Webhook:
         return 400, JSON, error_body(message)
 
     def count(self, outcome: Outcome, seconds: float) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("review %s: %s in %.1f ms", outcome.uid, outcome.result, seconds * 1000)
         m = self.metrics
         m.add("sidecar_injector_reviews_total", outcome.result)
         if outcome.result == "injected":
