@@ -5,9 +5,10 @@ a pod with 40,000 volumes (1.4 MB, ``inject: "true"``) and, once the worker
 logs that it has the whole review (``--log-level debug``), a normal pod on
 another connection. The worker must answer the normal review first (its debug
 log says in which order it answered): the huge one is reviewed in the
-supervisor process, off the worker's event loop, and denied for its volumes. With offloading switched off (``--offload-above`` beyond the
-body) the same run answers the huge one first, which shows the test can
-fail. How long each takes is measured by ``make bench``, not asserted here.
+supervisor process, off the worker's event loop, and denied for its volumes.
+With offloading switched off (``--offload-above`` beyond the body) the same
+run answers the huge one first, which shows the test can fail. How long each
+takes is measured by ``make bench``, not asserted here.
 """
 
 from __future__ import annotations
