@@ -149,7 +149,20 @@ class _Parser:
 
 
 def _family(knob: Knob[Any]) -> bool:
-    return any(mark in (knob.annotation or "") for mark in _FAMILIES)
+    return knob in _FAMILY_KNOBS
+
+
+_FAMILY_KNOBS = frozenset(
+    k for k in ANNOTATIONS if any(mark in (k.annotation or "") for mark in _FAMILIES)
+)
+# Each plain annotation key -> its row (families and status are parsed on their own).
+_BY_KEY: Mapping[str, Knob[Any]] = MappingProxyType(
+    {
+        k.annotation: k
+        for k in ANNOTATIONS
+        if k.annotation and k not in _FAMILY_KNOBS and k is not pod.STATUS
+    }
+)
 
 
 def parse_annotations(annotations: Mapping[str, Any]) -> PodRequest:
@@ -157,9 +170,9 @@ def parse_annotations(annotations: Mapping[str, Any]) -> PodRequest:
     (unless the pod says ``inject: "false"``: it opted out, so nothing is denied)."""
     p = _Parser(annotations)
     found: dict[Knob[Any], object] = {}
-    for knob in ANNOTATIONS:
-        if knob.annotation and not _family(knob) and knob is not pod.STATUS:
-            found[knob] = p.get(knob.annotation, knob)
+    for key, knob in _BY_KEY.items():  # in the catalogue's order (errors, warnings)
+        if key in p.raw:
+            found[knob] = p.get(key, knob)
     p.used.add(pod.STATUS.annotation or "status")
     values = Values({k: v for k, v in found.items() if v is not None})
     specs = _secrets(p)
@@ -208,7 +221,15 @@ def _asked(p: _Parser, role: Role, values: Values, specs: tuple[SecretSpec, ...]
 
 def _own(role: Role) -> tuple[Knob[Any], ...]:
     """The rows that tune ``role`` (not its switch, not rows roles share)."""
-    return tuple(k for k in role.annotated if k is not role.switch and k is not RELOAD)
+    return _OWN[role.name]
+
+
+_OWN: Mapping[str, tuple[Knob[Any], ...]] = MappingProxyType(
+    {
+        r.name: tuple(k for k in r.annotated if k is not r.switch and k is not RELOAD)
+        for r in ROLES
+    }
+)
 
 
 def _triggered(
