@@ -225,10 +225,7 @@ def _own(role: Role) -> tuple[Knob[Any], ...]:
 
 
 _OWN: Mapping[str, tuple[Knob[Any], ...]] = MappingProxyType(
-    {
-        r.name: tuple(k for k in r.annotated if k is not r.switch and k is not RELOAD)
-        for r in ROLES
-    }
+    {r.name: tuple(k for k in r.annotated if k is not r.switch and k is not RELOAD) for r in ROLES}
 )
 
 
