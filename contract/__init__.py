@@ -8,10 +8,11 @@ in ``make check``). It ships in both images, inside the one wheel.
   ``Knob`` (a row: annotation, profile field, variable, flag, value, default,
   help, example), ``Role`` (a role's rows), ``Values`` (parsed rows, typed);
 * ``values``: every kind of value (durations, rates, URLs, sources, ...);
+  ``logvalues``: those only the logs role takes (sinks, globs, patterns);
   ``units``, ``quantities``, ``reload``, ``spiffe``: the parsers under them;
 * ``layout``: the annotation prefix, the agent's UID, ports, paths, container
   and volume names;
-* ``common``, ``proxy``, ``secrets``, ``config``, ``pod``: the rows;
+* ``common``, ``proxy``, ``secrets``, ``config``, ``logs``, ``pod``: the rows;
 * ``catalogue``: every role and annotation; ``reference``: the docs they make.
 
 Where a new annotation goes (the one place): add a ``Knob`` row to its role's

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from contract import capture, config, pod, proxy, secrets
+from contract import capture, config, logs, pod, proxy, secrets
 from contract.knobs import Knob, Role
 from contract.layout import PREFIX
 
-ROLES: tuple[Role, ...] = (proxy.ROLE, secrets.ROLE, config.ROLE)
+ROLES: tuple[Role, ...] = (proxy.ROLE, secrets.ROLE, config.ROLE, logs.ROLE)
 ROLE_NAMES: tuple[str, ...] = tuple(r.name for r in ROLES)
 PARTS: tuple[Role, ...] = tuple(
     part for r in ROLES for part in ((r, capture.ROLE) if r is proxy.ROLE else (r,))

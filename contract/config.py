@@ -61,10 +61,11 @@ INTERVAL: Knob[float] = Knob(
 NAMESPACE: Knob[str] = Knob(
     "namespace",
     values.TEXT,
-    "the ConfigMap's or Secret's namespace; the injector renders the pod's (downward API)",
+    "the pod's namespace, rendered by the injector (downward API): where config finds its "
+    "ConfigMap or Secret; what every logs record says",
     env="SIDECAR_POD_NAMESPACE",
     flag="--namespace",
-    doc_default="the in-cluster namespace file",
+    doc_default="config: the in-cluster namespace file",
 )
 KUBE_API: Knob[str] = Knob(
     "kube_api",

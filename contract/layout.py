@@ -41,6 +41,10 @@ TOKEN_FILE: Final = TOKEN_DIR + "/token"
 CONFIG_DIR: Final = "/var/run/sidecar/config"
 CONFIG_MOUNT: Final = "/etc/sidecar/config"  # where app containers see config by default
 SA_DIR: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
+LOGS_PATH: Final = "/var/log/app"  # the logs agent's default; the pod's logs-path wins
+LOGS_STATE_DIR: Final = "/var/run/sidecar/logs-state"
+LOGS_AUTH_DIR: Final = "/var/run/sidecar/logs-auth"
+LOGS_AUTH_FILE: Final = LOGS_AUTH_DIR + "/authorization"
 
 # Containers the injector adds.
 PROXY_CONTAINER: Final = "sidecar-proxy"
@@ -50,6 +54,7 @@ CONFIG_INIT_CONTAINER: Final = "sidecar-config-init"
 CONFIG_CONTAINER: Final = "sidecar-config"
 SIGNAL_CONTAINER: Final = "sidecar-signal"
 CAPTURE_INIT_CONTAINER: Final = "sidecar-capture-init"
+LOGS_CONTAINER: Final = "sidecar-logs"
 
 # Volumes the injector adds.
 PROXY_VOLUME: Final = "sidecar-proxy"
@@ -57,4 +62,7 @@ SECRETS_VOLUME: Final = "sidecar-secrets"
 STATE_VOLUME: Final = "sidecar-secrets-state"
 TOKEN_VOLUME: Final = "sidecar-vault-token"  # noqa: S105 (a volume name)
 CONFIG_VOLUME: Final = "sidecar-config"
+LOGS_VOLUME: Final = "sidecar-logs"
+LOGS_STATE_VOLUME: Final = "sidecar-logs-state"
+LOGS_AUTH_VOLUME: Final = "sidecar-logs-auth"
 VAULT_AUDIENCE: Final = "vault"

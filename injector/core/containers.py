@@ -7,9 +7,11 @@ variables from its role's values (``contract.knobs.environment``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from contract import config, layout, proxy, signal
+from contract import logs as logs_rows
 from contract.catalogue import role as contract_role
 from contract.common import RELOAD
 from contract.knobs import Values, environment
@@ -47,6 +49,17 @@ def volumes(plan: Plan) -> list[dict[str, Any]]:
         ]
     if plan.role("config"):
         result.append({"name": layout.CONFIG_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}})
+    logs = plan.role("logs")
+    if logs:
+        # No sizeLimit on the app's files: exceeding one evicts the pod; they count
+        # against the pod's ephemeral storage like any file the app writes.
+        result.append({"name": layout.LOGS_VOLUME, "emptyDir": {}})
+        result.append({"name": layout.LOGS_STATE_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}})
+        auth = logs.get(logs_rows.SINK_AUTH)
+        if auth is not None:
+            item = {"key": auth.key, "path": Path(layout.LOGS_AUTH_FILE).name}
+            secret = {"secretName": auth.name, "items": [item], "defaultMode": 0o444}
+            result.append({"name": layout.LOGS_AUTH_VOLUME, "secret": secret})
     return result
 
 
@@ -61,6 +74,9 @@ def app_mounts(plan: Plan) -> list[dict[str, Any]]:
         result.append(
             {"name": layout.CONFIG_VOLUME, "mountPath": plan.config_path, "readOnly": True}
         )
+    logs = plan.role("logs")
+    if logs:  # the app writes its files here
+        result.append({"name": layout.LOGS_VOLUME, "mountPath": logs.get(logs_rows.PATH)})
     return result
 
 
@@ -173,6 +189,35 @@ def signal_container(plan: Plan) -> dict[str, Any]:
     return container
 
 
+def logs_container(plan: Plan, spec: RoleSpec) -> dict[str, Any]:
+    """The logs agent: the logs path read-only at the same path as in the app,
+    its positions in a volume that outlives the container, the pod's identity
+    from the downward API."""
+    env = _env(spec)
+    env += [
+        _field_ref(config.NAMESPACE.env, "metadata.namespace"),
+        _field_ref(logs_rows.POD_NAME.env, "metadata.name"),
+        _field_ref(logs_rows.NODE_NAME.env, "spec.nodeName"),
+    ]
+    keys: tuple[str, ...] = spec.get(logs_rows.LABEL_KEYS) or ()
+    for index, key in enumerate(keys):
+        env.append(_field_ref(logs_rows.LABEL_VALUE_ENV.format(index), f"metadata.labels['{key}']"))
+    container = _container(plan, spec, layout.LOGS_CONTAINER, ["sidecar", "logs"], env)
+    container["volumeMounts"] = [
+        {"name": layout.LOGS_VOLUME, "mountPath": spec.get(logs_rows.PATH), "readOnly": True},
+        {"name": layout.LOGS_STATE_VOLUME, "mountPath": layout.LOGS_STATE_DIR},
+    ]
+    if spec.get(logs_rows.SINK_AUTH) is not None:
+        container["volumeMounts"].append(
+            {"name": layout.LOGS_AUTH_VOLUME, "mountPath": layout.LOGS_AUTH_DIR, "readOnly": True}
+        )
+    ready = {"httpGet": {"path": "/ready", "port": layout.LOGS_AGENT_PORT}}
+    container["readinessProbe"] = ready | {"periodSeconds": 10, "failureThreshold": 3}
+    if plan.native:
+        container["restartPolicy"] = "Always"
+    return container
+
+
 def capture_container(plan: Plan, spec: RoleSpec) -> dict[str, Any]:
     """The capture init container (``sidecar capture``), first of the pod: the
     only injected container with privileges, and only these two. iptables
@@ -186,6 +231,10 @@ def capture_container(plan: Plan, spec: RoleSpec) -> dict[str, Any]:
         "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
     }
     return container
+
+
+def _field_ref(name: str | None, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
 def _env(spec: RoleSpec, *, init: bool = False) -> list[dict[str, Any]]:

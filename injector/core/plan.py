@@ -25,6 +25,8 @@ from contract.knobs import Knob, Values, environment
 from contract.reload import ReloadTarget, SignalTarget
 from contract.values import Quantity
 from injector.core import traffic as traffic_plan
+from injector.core.logs import job_warning as logs_job_warning
+from injector.core.logs import logs_values
 from injector.core.model import NamespaceInfo, PodRequest, parse_annotations
 from injector.core.settings import Profile, Resources, Settings, image_allowed
 from injector.core.signalling import Signaller, rerouted, signaller
@@ -34,7 +36,12 @@ from injector.errors import InjectionDenied, UnknownProfile
 T = TypeVar("T")
 INJECTOR_LABEL = ("app.kubernetes.io/name", "sidecar-injector")
 PROXY_PORTS = (layout.ADMIN_PORT, layout.OUTBOUND_PORT, layout.INBOUND_PORT)
-AGENT_PORTS = (layout.PROXY_AGENT_PORT, layout.SECRETS_AGENT_PORT, layout.CONFIG_AGENT_PORT)
+AGENT_PORTS = (
+    layout.PROXY_AGENT_PORT,
+    layout.SECRETS_AGENT_PORT,
+    layout.CONFIG_AGENT_PORT,
+    layout.LOGS_AGENT_PORT,
+)
 
 # Skip reasons (stable codes: metrics labels, explain output, status).
 SkipReason = Literal[
@@ -55,6 +62,8 @@ JobStrategy = Literal[
     "native sidecars: they stop when the app exits",
     "init-only",
     "init-only secrets/config; proxy exits on POST /quitquitquit",
+    "init-only secrets/config; logs exits on POST /quitquitquit",
+    "init-only secrets/config; proxy and logs exit on POST /quitquitquit",
 ]
 
 
@@ -246,6 +255,16 @@ def _plan(
                 )
         elif name == "secrets":
             roles.append(_secrets(request, profile, security, user, group))
+        elif name == "logs":  # reads the app's files through their mode
+            values = logs_values(request, profile, spec, selected)
+            roles.append(_role(name, request, profile, layout.AGENT_UID, layout.AGENT_GID, values))
+            if is_job and not native:
+                warnings.append(logs_job_warning())
+                strategy = (
+                    "init-only secrets/config; proxy and logs exit on POST /quitquitquit"
+                    if request.wants("proxy")
+                    else "init-only secrets/config; logs exits on POST /quitquitquit"
+                )
         else:  # a role whose values are its rows alone
             roles.append(
                 _role(name, request, profile, user, group, _values(name, request, profile))

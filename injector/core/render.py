@@ -9,10 +9,10 @@ mutated; ``render(render(p).pod) == render(p)``.
 Order of initContainers: ``sidecar-capture-init`` first when the pod asks for
 transparent capture (the rules are in place before anything else runs), then
 native ``sidecar-proxy`` (so user init containers can use it),
-``sidecar-secrets-init``, ``sidecar-config-init``,
-the native refreshers, then the user's init containers. Classic mode puts
+``sidecar-secrets-init``, ``sidecar-config-init``, the native refreshers and
+``sidecar-logs``, then the user's init containers. Classic mode puts
 ``sidecar-proxy`` first in ``containers`` (its postStart hook waits until it is
-ready, which holds the app) and the refreshers last.
+ready, which holds the app), the refreshers and ``sidecar-logs`` last.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from contract import layout
 from contract.layout import PREFIX, STATUS
 from injector.core import containers as c
 from injector.core import traffic
@@ -197,6 +198,9 @@ def _sidecars(plan: Plan) -> _Added:
         refreshers.append(c.secrets_container(plan, secrets, init=False))
     if config and plan.config_sidecar:
         refreshers.append(c.config_container(plan, config, init=False))
+    logs = plan.role("logs")
+    if logs:  # declared after the proxy: native sidecars stop in reverse order
+        refreshers.append(c.logs_container(plan, logs))
     return added
 
 
@@ -294,14 +298,30 @@ def _check_collisions(
             f"the pod already has a port named {', '.join(clash)}; the proxy names its ports "
             "so: rename yours"
         )
-    paths = {m["mountPath"] for m in c.app_mounts(plan)}
+    ours_at = [m["mountPath"] for m in c.app_mounts(plan)]
+    twice = sorted({p for p in ours_at if ours_at.count(p) > 1})
+    if twice:
+        raise NameCollision(
+            f"two of the injected volumes would be mounted at {', '.join(twice)} in the app: "
+            f"give {PREFIX}logs-path and {PREFIX}config-path different directories"
+        )
+    paths = {m["mountPath"]: m["name"] for m in c.app_mounts(plan)}
     for x in existing:
         if x.get("name") not in plan.app_containers:
             continue
         for m in x.get("volumeMounts") or []:
             if m.get("mountPath") in paths:
+                what, key = _MOUNTED[paths[m["mountPath"]]]
                 raise NameCollision(
                     f"container {x.get('name')} already mounts something at "
-                    f"{m.get('mountPath')}, where the injector mounts secrets/config: change "
-                    f"that mount, or {PREFIX}config-path"
+                    f"{m.get('mountPath')}, where the injector mounts {what}: change that mount"
+                    + (f", or {PREFIX}{key}" if key else "")
                 )
+
+
+# What each volume mounted in the app holds, and the annotation that moves it.
+_MOUNTED = {
+    layout.SECRETS_VOLUME: ("secrets", ""),
+    layout.CONFIG_VOLUME: ("config", "config-path"),
+    layout.LOGS_VOLUME: ("the shared logs directory", "logs-path"),
+}

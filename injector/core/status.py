@@ -30,6 +30,7 @@ OUR_CONTAINERS = frozenset(
         layout.CONFIG_CONTAINER,
         layout.SIGNAL_CONTAINER,
         layout.CAPTURE_INIT_CONTAINER,
+        layout.LOGS_CONTAINER,
     }
 )
 OUR_VOLUMES = frozenset(
@@ -39,6 +40,9 @@ OUR_VOLUMES = frozenset(
         layout.STATE_VOLUME,
         layout.TOKEN_VOLUME,
         layout.CONFIG_VOLUME,
+        layout.LOGS_VOLUME,
+        layout.LOGS_STATE_VOLUME,
+        layout.LOGS_AUTH_VOLUME,
     }
 )
 _LISTS = ("initContainers", "containers", "volumes")

@@ -53,7 +53,7 @@ def run(settings: LogsSettings, stop: StopEvent | threading.Event) -> int:
             return True, "ready"
         return False, "resuming from the last checkpoint"
 
-    server = AgentServer(*settings.agent, registry, readiness, stop.set).start()
+    server = AgentServer(*settings.agent_addr, registry, readiness, stop.set).start()
     shipper = Shipper(sink, positions, metrics, log, settings.buffer_batches).start()
     tracker = Tracker(settings, positions, metrics, log, encoder.needs_starts)
     metrics.lag_from(tracker.lag)

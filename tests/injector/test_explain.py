@@ -70,6 +70,7 @@ def test_roles_on_and_off_with_the_reason(
         "proxy": "on: no other role is asked for: the proxy is the default role",
         "secrets": f"off: no {P}secret-NAME annotation",
         "config": f"off: no {P}config-source annotation",
+        "logs": f"off: no {P}logs-path annotation",
     }
     roles = explain(tmp_path, capsys, {P + "secret-db": "kv/db", P + "secret-api": "kv/api"})[
         "roles"
@@ -81,6 +82,9 @@ def test_roles_on_and_off_with_the_reason(
     )["roles"]
     assert roles["proxy"] == f"on: {P}proxy-retries set"
     assert roles["config"] == f"on: {P}config-source: configmap:c"
+    roles = explain(tmp_path, capsys, {P + "logs-path": "/var/log/shop"})["roles"]
+    assert roles["proxy"] == "off: logs asked for and no proxy-* annotation is set"
+    assert roles["logs"] == f"on: {P}logs-path: /var/log/shop"
 
 
 def test_every_value_says_where_it_comes_from(

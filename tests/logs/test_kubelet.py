@@ -1,11 +1,11 @@
-"""``sidecar logs`` run the way a kubelet runs the injected container, next to
-an app that writes, rotates and truncates its log as another user.
+"""The logs role as ``render()`` injects it, run the way a kubelet runs it,
+next to an app that writes, rotates and truncates its log as another user.
 
-The agent runs as 1337:1337 on a read-only root filesystem with no
-capabilities; the logs volume is mounted read-only in it (read-write in the
-app, at the same path), the state volume read-write. The app (uid 1000)
-creates its files with its own umask: the agent reads them through their
-``0644`` mode.
+The pod asks for logs with annotations; the injected ``sidecar-logs``
+container runs exactly as rendered (command, env with the downward API
+resolved, mounts, user 1337, read-only root, no capabilities), the app
+container with the mounts the injector gave it, as uid 1000. The Secret
+volume holding the sink's credentials is filled as the kubelet would.
 """
 
 from __future__ import annotations
@@ -13,11 +13,16 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from contract import layout
+from injector.core.model import NamespaceInfo
+from injector.core.render import render
+from injector.core.specs import settings_from_spec
 from standins.logsink import NdjsonStandIn
 from tests import kubelet
 from tests.logs.harness import eventually, numbers
@@ -27,13 +32,13 @@ ok, why = kubelet.available()
 pytestmark = pytest.mark.skipif(not ok, reason=why)
 
 ROOT = Path(__file__).resolve().parents[2]
-LOGS = "/var/log/app"
-STATE = "/var/run/sidecar/logs-state"
-AGENT_MOUNTS = [
-    kubelet.Mount("sidecar-logs", LOGS, read_only=True),
-    kubelet.Mount("sidecar-logs-state", STATE),
-]
-APP_MOUNTS = [kubelet.Mount("sidecar-logs", LOGS)]
+LOGS = "/var/log/shop"
+FIELDS = {
+    "metadata.namespace": "shop",
+    "metadata.name": "shop-0",
+    "spec.nodeName": "node-1",
+    "metadata.labels['app']": "shop",
+}
 
 
 @pytest.fixture
@@ -42,36 +47,62 @@ def pod(tmp_path: Path) -> Iterator[kubelet.Pod]:
         yield pod
 
 
-def start_agent(pod: kubelet.Pod, sink: str, port: int, stderr: Path) -> subprocess.Popen[bytes]:
-    env = {
-        "SIDECAR_LOGS_PATH": LOGS,
-        "SIDECAR_LOGS_SINK": sink,
-        "SIDECAR_LOGS_STATE_DIR": STATE,
-        "SIDECAR_AGENT_ADDR": f"127.0.0.1:{port}",
-        "SIDECAR_LOGS_POLL_INTERVAL": "100ms",
-        "SIDECAR_POD_NAMESPACE": "shop",
-        "SIDECAR_POD_NAME": "shop-0",
-        "SIDECAR_LOGS_CONTAINER": "app",
+def injected(sink: str) -> dict[str, Any]:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "shop-0",
+            "namespace": "shop",
+            "labels": {"app": "shop"},
+            "annotations": {
+                "sidecar.example.io/inject": "true",
+                "sidecar.example.io/logs-path": LOGS,
+                "sidecar.example.io/logs-sink": sink,
+                "sidecar.example.io/logs-sink-auth": "shop-logs/token",
+                "sidecar.example.io/logs-labels": "app",
+            },
+        },
+        "spec": {
+            "containers": [
+                {"name": "app", "image": "shop:1", "securityContext": {"runAsUser": 1000}}
+            ]
+        },
     }
-    with stderr.open("ab") as err:
-        return pod.start(
-            [*kubelet.SIDECAR_IMAGE_COMMAND, "logs"],
-            user=1337,
-            group=1337,
-            mounts=AGENT_MOUNTS,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
+    settings = settings_from_spec({"clusterVersion": "1.30"})
+    result = render(pod, NamespaceInfo("shop"), settings)
+    assert result.injected
+    return dict(result.pod)
 
 
-def test_the_agent_ships_what_another_user_writes_rotates_and_truncates(
+def mounts(container: Mapping[str, Any]) -> list[kubelet.Mount]:
+    return [
+        kubelet.Mount(m["name"], m["mountPath"], bool(m.get("readOnly", False)))
+        for m in container.get("volumeMounts", [])
+    ]
+
+
+def test_the_injected_agent_ships_what_another_user_writes_rotates_and_truncates(
     pod: kubelet.Pod, tmp_path: Path
 ) -> None:
     sink = NdjsonStandIn()
-    port = free_port()
+    spec = injected(f"{sink.url}/ingest")["spec"]
+    (agent_spec,) = [c for c in spec["initContainers"] if c["name"] == layout.LOGS_CONTAINER]
+    (app_spec,) = spec["containers"]
+    assert agent_spec["restartPolicy"] == "Always"
+    port = free_port()  # tests run in parallel: not the rendered 15024
+    agent_spec = {
+        **agent_spec,
+        "env": [*agent_spec["env"], {"name": "SIDECAR_AGENT_ADDR", "value": f"127.0.0.1:{port}"}],
+    }
+    auth = pod.volume(layout.LOGS_AUTH_VOLUME) / "authorization"  # what the kubelet projects
+    auth.write_text("Bearer shop-token")
+    auth.chmod(0o444)
     stderr = tmp_path / "agent.stderr"
-    agent = start_agent(pod, sink.url, port, stderr)
+    with stderr.open("wb") as err:
+        agent = pod.start_container(
+            agent_spec, field_refs=FIELDS, stdout=subprocess.DEVNULL, stderr=err
+        )
     try:
         eventually(
             lambda: agent.poll() is None and http_status(f"http://127.0.0.1:{port}/ready") == 200,
@@ -89,7 +120,7 @@ def test_the_agent_ships_what_another_user_writes_rotates_and_truncates(
             ],
             user=1000,
             group=1000,
-            mounts=APP_MOUNTS,
+            mounts=mounts(app_spec),
             env={"PYTHONPATH": str(ROOT)},
             timeout=120,
         )
@@ -101,12 +132,11 @@ def test_the_agent_ships_what_another_user_writes_rotates_and_truncates(
                 return len({int(r["message"][5:13]) for r in sink.records}) == 20000
 
         eventually(shipped, what="20000 lines at the sink", timeout=60)
-        # the agent cannot change the app's logs
-        probe = pod.run(
+        probe = pod.run(  # the agent cannot change the app's logs
             [sys.executable, "-c", f"open('{LOGS}/x', 'w')"],
             user=1337,
             group=1337,
-            mounts=AGENT_MOUNTS,
+            mounts=mounts(agent_spec),
         )
         assert probe.returncode != 0
         assert "Read-only file system" in probe.stderr
@@ -121,9 +151,11 @@ def test_the_agent_ships_what_another_user_writes_rotates_and_truncates(
         "namespace": "shop",
         "pod": "shop-0",
         "container": "app",
+        "node": "node-1",
+        "labels": {"app": "shop"},
     }
-    volume = pod.volume("sidecar-logs")
-    owners = {p.stat().st_uid for p in volume.iterdir()}
+    assert {r.authorization for r in sink.requests} == {"Bearer shop-token"}
+    owners = {p.stat().st_uid for p in pod.volume(layout.LOGS_VOLUME).iterdir()}
     assert owners == {1000}
-    state = pod.volume("sidecar-logs-state") / "positions.json"
+    state = pod.volume(layout.LOGS_STATE_VOLUME) / "positions.json"
     assert (state.stat().st_uid, state.stat().st_mode & 0o777) == (1337, 0o600)
