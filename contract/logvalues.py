@@ -127,6 +127,8 @@ def parse_multiline(text: str) -> re.Pattern[str]:
 
 def parse_label_keys(text: str) -> tuple[str, ...]:
     keys = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not keys:
+        raise ValueError(f"{text!r} names no label; expected {LABELS_HELP}")
     for key in keys:
         prefix, slash, name = key.rpartition("/")
         if not _LABEL_NAME.match(name) or (
