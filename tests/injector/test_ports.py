@@ -19,6 +19,7 @@ P = "sidecar.example.io/"
 PROXY = {P + "inject": "true", P + "proxy-upstream": "http://payments:8080"}
 SECRETS = {P + "inject": "true", P + "secret-db": "database/creds/app"}
 CONFIG = {P + "inject": "true", P + "config-source": "configmap:app"}
+LOGS = {P + "inject": "true", P + "logs-path": "/var/log/app"}
 
 
 def app(name: str = "app", **fields: Any) -> dict[str, Any]:
@@ -74,9 +75,11 @@ ISTIO_READY = {"httpGet": {"path": "/app-health/app/readyz", "port": 15020}}
         (pod(PROXY, app(startupProbe={"grpc": {"port": 15006}})),
          "container app: startupProbe.grpc targets port 15006, where the proxy's inbound "
          "listener answers"),
+        (pod(LOGS, app(ports=[port(15024)])),
+         "container app declares port 15024, where the logs agent listens"),
     ],
     ids=["secrets-15021", "config-15022", "user-native-sidecar", "user-init", "unselected",
-         "istio-probe", "named-port-probe", "prestop-hook", "grpc-probe"],
+         "istio-probe", "named-port-probe", "prestop-hook", "grpc-probe", "logs-15024"],
 )  # fmt: skip
 def test_a_clash_is_denied_naming_container_port_and_fix(p: dict[str, Any], message: str) -> None:
     assert message in denial(p)
