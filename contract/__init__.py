@@ -8,6 +8,7 @@ in ``make check``). It ships in both images, inside the one wheel.
   ``Knob`` (a row: annotation, profile field, variable, flag, value, default,
   help, example), ``Role`` (a role's rows), ``Values`` (parsed rows, typed);
 * ``values``: every kind of value (durations, rates, URLs, sources, ...);
+  ``vault``: the Vault ones (mounts, secret paths, the secrets list);
   ``logvalues``: those only the logs role takes (sinks, globs, patterns);
   ``units``, ``quantities``, ``reload``, ``spiffe``: the parsers under them;
 * ``layout``: the annotation prefix, the agent's UID, ports, paths, container

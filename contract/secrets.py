@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contract import layout, values
+from contract import layout, values, vault
 from contract.common import INIT_DEADLINE, RELOAD, agent
 from contract.knobs import Knob, Role
-from contract.values import SecretsMode, SecretSpec
+from contract.values import SecretsMode
+from contract.vault import MOUNT, SECRET_PATH, SECRETS_HELP, SecretSpec
 
 VAULT_ADDR: Knob[str] = Knob(
     "vault_addr",
@@ -43,7 +44,7 @@ ROLE_NAME: Knob[str] = Knob(
 )
 AUTH_PATH: Knob[str] = Knob(
     "auth_path",
-    values.MOUNT,
+    MOUNT,
     "Vault kubernetes auth mount (logins go to auth/PATH/login)",
     env="SIDECAR_VAULT_AUTH_PATH",
     flag="--auth-path",
@@ -101,11 +102,11 @@ TOKEN_FILE: Knob[Path] = Knob(
 )
 SECRET: Knob[str] = Knob(
     "secret",
-    values.SECRET_PATH,
+    SECRET_PATH,
     f"Vault secret at this path, rendered to {layout.SECRETS_DIR}/NAME",
     annotation="secret-NAME",
     example="database/creds/shop",
-    accepted=f"{values.SECRET_PATH.accepted}; NAME a file name (letters, digits, -._)",
+    accepted=f"{SECRET_PATH.accepted}; NAME a file name (letters, digits, -._)",
     doc_default="",
 )
 TEMPLATE: Knob[str] = Knob(
@@ -119,8 +120,8 @@ TEMPLATE: Knob[str] = Knob(
 )
 SECRETS: Knob[tuple[SecretSpec, ...]] = Knob(
     "secrets",
-    values.SECRETS,
-    f"the secrets, {values.SECRETS_HELP}; the injector writes it from the secret-NAME and "
+    vault.SECRETS,
+    f"the secrets, {SECRETS_HELP}; the injector writes it from the secret-NAME and "
     "secret-template-NAME annotations",
     env="SIDECAR_SECRETS",
     flag="--secrets",

@@ -39,6 +39,7 @@ from e2e.cluster import free_port
 from e2e.conftest import Injector
 from e2e.kube import Kube, wait_for
 from injector.admission import certs
+from injector.operator import rotation
 
 NAMESPACE = "sidecar-injector"
 SECRET = "sidecar-injector-tls"
@@ -149,9 +150,9 @@ class OperatorUnderTest:
     local: OperatorProcess | None
     workdir: Path
 
-    def secret(self) -> certs.WebhookCerts:
+    def secret(self) -> rotation.WebhookCerts:
         body = self.kube.get(SECRET_PATH).expect(200)
-        return certs.from_secret_data(body["data"])
+        return rotation.from_secret_data(body["data"])
 
     def ca_bundle(self) -> bytes:
         config = self.kube.get(WEBHOOK_PATH).expect(200)
@@ -260,9 +261,9 @@ def test_a_reset_ca_bundle_is_put_back(operator: OperatorUnderTest) -> None:
     wait_for(lambda: operator.ca_bundle() == made.ca_bundle, WAIT + 30, "caBundle put back")
 
 
-def write_secret(kube: Kube, made: certs.WebhookCerts) -> None:
+def write_secret(kube: Kube, made: rotation.WebhookCerts) -> None:
     current = kube.get(SECRET_PATH).expect(200)
-    current["data"] = certs.to_secret_data(made)
+    current["data"] = rotation.to_secret_data(made)
     kube.request("PUT", SECRET_PATH, current).expect(200)
 
 
@@ -275,9 +276,9 @@ def test_a_serving_certificate_near_expiry_is_renewed_under_the_same_ca(
     old = certs.generate_serving_cert(
         current.ca, names, ["127.0.0.1"], now=now - dt.timedelta(days=80)
     )
-    write_secret(operator.kube, certs.WebhookCerts(current.ca, old, current.ca_bundle))
+    write_secret(operator.kube, rotation.WebhookCerts(current.ca, old, current.ca_bundle))
 
-    def renewed() -> certs.WebhookCerts | None:
+    def renewed() -> rotation.WebhookCerts | None:
         made = operator.secret()
         return (
             made if made.serving.cert_pem not in (old.cert_pem, current.serving.cert_pem) else None
@@ -299,13 +300,13 @@ def test_a_ca_near_expiry_is_renewed_and_the_old_ca_stays_trusted(
 ) -> None:
     now = dt.datetime.now(dt.UTC)
     names = certs.service_dns_names("sidecar-injector", NAMESPACE)
-    old = certs.ensure(None, names, ["127.0.0.1"], now=now - dt.timedelta(days=360)).certs
+    old = rotation.ensure(None, names, ["127.0.0.1"], now=now - dt.timedelta(days=360)).certs
     old_serving = certs.generate_serving_cert(
         old.ca, names, ["127.0.0.1"], now=now - dt.timedelta(days=1)
     )
-    write_secret(operator.kube, certs.WebhookCerts(old.ca, old_serving, old.ca_bundle))
+    write_secret(operator.kube, rotation.WebhookCerts(old.ca, old_serving, old.ca_bundle))
 
-    def renewed() -> certs.WebhookCerts | None:
+    def renewed() -> rotation.WebhookCerts | None:
         made = operator.secret()
         return made if made.ca != old.ca else None
 

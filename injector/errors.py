@@ -1,4 +1,4 @@
-"""The injector's exception hierarchy.
+"""The injector's exception hierarchy (the whole tree: ``injector/__init__.py``).
 
 Every message names the thing, the problem and the fix. The webhook turns an
 ``InjectionDenied`` into ``allowed: false`` with that message, a ``BadReview``
@@ -31,16 +31,6 @@ class InjectionDenied(InjectorError):
     warnings: tuple[str, ...] = ()
 
 
-class InvalidAnnotation(InjectionDenied):
-    """An annotation has a value the injector does not accept."""
-
-    def __init__(self, key: str, value: str, accepted: str) -> None:
-        self.key = key
-        self.value = value
-        self.accepted = accepted
-        super().__init__(f"annotation {key}: {value!r} is not valid; expected {accepted}")
-
-
 class NameCollision(InjectionDenied):
     """The pod already has a container, volume, port or mount the injector would add."""
 
@@ -56,7 +46,3 @@ class NotAPod(InjectorError):
 
 class BadReview(InjectorError):
     """The AdmissionReview itself is malformed (HTTP 400)."""
-
-
-# The name the design notes use for "an annotation value that denies the pod".
-AnnotationError = InvalidAnnotation

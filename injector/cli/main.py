@@ -33,7 +33,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_options(sub)
+    offline_options(sub)
+    annotations = sub.add_parser(
+        "annotations",
+        help="Print the annotation reference.",
+        description="Print every annotation a pod may set: its meaning, accepted values "
+        "and default.",
+    )
+    annotations.add_argument(
+        "--markdown",
+        action="store_true",
+        help="Print it as the Markdown table of the README instead of plain text.",
+    )
+    sub.add_parser("version", help="Print the version.", description="Print the version.")
+    return parser
 
+
+Subparsers = Any  # argparse's _SubParsersAction, private in typeshed
+
+
+def serve_options(sub: Subparsers) -> None:
     serve = sub.add_parser(
         "serve",
         help="Serve the admission webhook over TLS.",
@@ -59,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="Add this DNS name to the generated certificate (repeatable).",
     )
+    serving_options(serve)
+    config_options(serve, offline=False)
+    operator_options(serve)
+    mesh_options.add_flags(serve)
+
+
+def serving_options(serve: argparse.ArgumentParser) -> None:
+    """How ``serve`` answers: failure policy, processes, logs, metrics."""
     serve.add_argument(
         "--failure-policy",
         choices=("Fail", "Ignore"),
@@ -98,10 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Review a pod larger than this in the supervisor process, off the workers' "
         "event loops [262144].",
     )
-    config_options(serve, offline=False)
-    operator_options(serve)
-    mesh_options.add_flags(serve)
 
+
+def offline_options(sub: Subparsers) -> None:
     for name, text in (
         ("inject", "Print YAML manifests with every pod and pod template injected."),
         ("explain", "Say for each pod and pod template whether and how it would be injected."),
@@ -130,20 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
             "manifests bring their own labels).",
         )
         config_options(p, offline=True)
-
-    annotations = sub.add_parser(
-        "annotations",
-        help="Print the annotation reference.",
-        description="Print every annotation a pod may set: its meaning, accepted values "
-        "and default.",
-    )
-    annotations.add_argument(
-        "--markdown",
-        action="store_true",
-        help="Print it as the Markdown table of the README instead of plain text.",
-    )
-    sub.add_parser("version", help="Print the version.", description="Print the version.")
-    return parser
 
 
 OFFLINE_HELP = (

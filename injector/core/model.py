@@ -23,7 +23,8 @@ from contract.common import RELOAD
 from contract.knobs import Knob, Role, Values
 from contract.layout import NAMESPACE_LABEL, PREFIX
 from contract.reload import ReloadTarget, SignalTarget
-from contract.values import SECRET_NAME, Quantity, SecretSpec
+from contract.values import Quantity
+from contract.vault import SECRET_NAME, SecretSpec
 from injector.errors import InjectionDenied
 
 T = TypeVar("T")

@@ -25,8 +25,9 @@ from contract import layout
 from contract.layout import PREFIX, STATUS
 from injector.core import containers as c
 from injector.core import traffic
+from injector.core.decision import decide
 from injector.core.model import NamespaceInfo, PodRequest
-from injector.core.plan import NOT_REQUESTED, Plan, Skip, decide
+from injector.core.plan import NOT_REQUESTED, Plan, Skip
 from injector.core.ports import check_ports
 from injector.core.settings import Settings
 from injector.core.status import Status

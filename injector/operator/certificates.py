@@ -5,7 +5,7 @@ Each round (every ``interval``, and at once when leadership changes):
 - every replica reads the Secret and, if it holds a different serving
   certificate, loads it into the live TLS context (new handshakes use it,
   open connections finish on the old one);
-- the leader also decides with ``certs.ensure`` whether anything must be
+- the leader also decides with ``rotation.ensure`` whether anything must be
   renewed. If so it first publishes the new CA bundle in the webhook
   configuration (so the API server trusts the new CA before any replica
   serves a certificate signed by it), then writes the Secret, replacing the
@@ -27,6 +27,7 @@ from typing import Any
 
 from injector.admission import certs
 from injector.admission.tls import ServingTLS, fingerprint
+from injector.operator import rotation
 from injector.operator.kube import Conflict, Kube, KubeError
 from injector.operator.lease import LeaderElector, wait_any
 from injector.operator.webhookconfig import WebhookConfigPatcher
@@ -45,7 +46,7 @@ class CertificateKeeper:
         secret_name: str,
         dns_names: Sequence[str],
         ips: Sequence[str] = (),
-        policy: certs.RotationPolicy | None = None,
+        policy: rotation.RotationPolicy | None = None,
         interval: float = 30.0,
     ) -> None:
         self.kube = kube
@@ -56,9 +57,9 @@ class CertificateKeeper:
         self.secret_name = secret_name
         self.dns_names = list(dns_names)
         self.ips = list(ips)
-        self.policy = policy or certs.RotationPolicy()
+        self.policy = policy or rotation.RotationPolicy()
         self.interval = interval
-        self.loaded: certs.WebhookCerts | None = None  # from the Secret, being served
+        self.loaded: rotation.WebhookCerts | None = None  # from the Secret, being served
         self.problem: str | None = "certificates not loaded from the Secret yet"
         self.wake = asyncio.Event()
         self.leadership = leader.listen()
@@ -73,21 +74,23 @@ class CertificateKeeper:
 
     def serve_bootstrap(self) -> None:
         """A throwaway certificate so the server can start before the Secret is read."""
-        made = certs.ensure(None, self.dns_names, self.ips, self.policy).certs
+        made = rotation.ensure(None, self.dns_names, self.ips, self.policy).certs
         self.tls.load(made.serving)
 
-    def _read(self, secret: dict[str, Any] | None) -> certs.WebhookCerts | None:
+    def _read(self, secret: dict[str, Any] | None) -> rotation.WebhookCerts | None:
         if secret is None:
             return None
         try:
-            return certs.from_secret_data(
+            return rotation.from_secret_data(
                 secret.get("data"), f"secret {self.namespace}/{self.secret_name}"
             )
         except certs.CertificateError as exc:
             log.warning("%s", exc)
             return None
 
-    def _secret_body(self, made: certs.WebhookCerts, old: dict[str, Any] | None) -> dict[str, Any]:
+    def _secret_body(
+        self, made: rotation.WebhookCerts, old: dict[str, Any] | None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -97,7 +100,7 @@ class CertificateKeeper:
                 "namespace": self.namespace,
                 "labels": {"app.kubernetes.io/name": "sidecar-injector"},
             },
-            "data": certs.to_secret_data(made),
+            "data": rotation.to_secret_data(made),
         }
         if old is not None:
             metadata = old.get("metadata") or {}
@@ -109,7 +112,7 @@ class CertificateKeeper:
             body["type"] = old.get("type", body["type"])
         return body
 
-    async def _write(self, made: certs.WebhookCerts, old: dict[str, Any] | None) -> bool:
+    async def _write(self, made: rotation.WebhookCerts, old: dict[str, Any] | None) -> bool:
         body = self._secret_body(made, old)
         try:
             if old is None:
@@ -128,7 +131,7 @@ class CertificateKeeper:
         secret = await self.kube.get(self.secret_path)
         current = self._read(secret)
         if self.leader.is_leader:
-            decision = certs.ensure(current, self.dns_names, self.ips, self.policy)
+            decision = rotation.ensure(current, self.dns_names, self.ips, self.policy)
             if decision.changed:
                 log.info(
                     "renewing the webhook certificates: %s",

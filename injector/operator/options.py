@@ -20,6 +20,7 @@ from typing import Any
 from contract.units import parse_duration
 from injector.admission import certs
 from injector.errors import ConfigError
+from injector.operator import rotation
 from injector.operator.lease import LeaseTiming
 from injector.operator.mesh_options import MeshOptions
 
@@ -37,7 +38,7 @@ class OperatorOptions:
     identity: str = ""
     cert_dns: tuple[str, ...] = ()
     cert_ips: tuple[str, ...] = ()
-    policy: certs.RotationPolicy = field(default_factory=certs.RotationPolicy)
+    policy: rotation.RotationPolicy = field(default_factory=rotation.RotationPolicy)
     cert_interval: float = 30.0
     timing: LeaseTiming = field(default_factory=LeaseTiming)
     mesh: MeshOptions = field(default_factory=MeshOptions)
@@ -64,10 +65,10 @@ class OperatorOptions:
         suffix = secrets.token_hex(3)
         identity = f"{env.get('POD_NAME') or socket.gethostname()}-{suffix}"
         try:
-            policy = certs.RotationPolicy(
+            policy = rotation.RotationPolicy(
                 ca_validity=_duration(get("ca_validity", None), certs.CA_VALIDITY),
                 serving_validity=_duration(get("cert_validity", None), certs.SERVING_VALIDITY),
-                renew_fraction=float(get("renew_fraction", certs.RENEW_FRACTION)),
+                renew_fraction=float(get("renew_fraction", rotation.RENEW_FRACTION)),
             )
         except (certs.CertificateError, ValueError) as exc:
             raise ConfigError(f"--operator certificate policy: {exc}") from None

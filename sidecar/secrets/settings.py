@@ -12,7 +12,8 @@ from pathlib import Path
 from contract import secrets as rows
 from contract.common import INIT_DEADLINE, LOG_LEVEL, RELOAD
 from contract.reload import ReloadTarget
-from contract.values import SECRETS_HELP, LogLevel, SecretSpec
+from contract.values import LogLevel
+from contract.vault import SECRETS_HELP, SecretSpec
 from sidecar.options import need, read_knobs, role_parser
 
 __all__ = ["SecretSpec", "SecretsSettings", "build_parser", "load"]

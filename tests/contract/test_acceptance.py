@@ -226,7 +226,7 @@ SECRET_PATHS = [
 def secret_disagreements() -> list[str]:
     """The secret-NAME family: the injector's verdict on the annotation against the
     agent's on the SIDECAR_SECRETS entry the injector would write for it."""
-    from contract.values import parse_secrets
+    from contract.vault import parse_secrets
 
     found = []
     role = next(r for r in ROLES if r.name == "secrets")

@@ -26,8 +26,8 @@ from contract.catalogue import ROLES
 from contract.common import RELOAD
 from contract.knobs import Knob, Role
 from injector.admission.review import admit, parse_review
+from injector.core.decision import decide
 from injector.core.model import NamespaceInfo, parse_annotations
-from injector.core.plan import decide
 from injector.core.specs import settings_from_spec
 from tests import kubelet
 

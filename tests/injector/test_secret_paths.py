@@ -8,7 +8,7 @@ import json
 import pytest
 
 from contract import secrets
-from contract.values import parse_secrets
+from contract.vault import parse_secrets
 from injector.core.model import parse_annotations
 from injector.errors import InjectionDenied
 from sidecar.errors import UsageError

@@ -7,10 +7,10 @@ import datetime as dt
 
 import pytest
 
-from injector.admission import certs
 from injector.admission.serve import build_context
 from injector.core.settings import Settings
 from injector.errors import ConfigError
+from injector.operator import rotation
 from injector.operator.controller import Operator
 from injector.operator.kube import Kube, KubeAccess
 from injector.operator.options import OperatorOptions
@@ -58,7 +58,7 @@ def test_options_come_from_flags_over_the_environment() -> None:
     assert options.secret == "my-tls"
     assert options.identity.startswith("inj-abc-")
     assert options.cert_interval == 1.0
-    assert options.policy == certs.RotationPolicy(
+    assert options.policy == rotation.RotationPolicy(
         dt.timedelta(days=30), dt.timedelta(hours=48), 0.5
     )
     assert options.dns_names() == [
