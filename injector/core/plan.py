@@ -23,13 +23,6 @@ from injector.core.signalling import Signaller
 
 T = TypeVar("T")
 INJECTOR_LABEL = ("app.kubernetes.io/name", "sidecar-injector")
-PROXY_PORTS = (layout.ADMIN_PORT, layout.OUTBOUND_PORT, layout.INBOUND_PORT)
-AGENT_PORTS = (
-    layout.PROXY_AGENT_PORT,
-    layout.SECRETS_AGENT_PORT,
-    layout.CONFIG_AGENT_PORT,
-    layout.LOGS_AGENT_PORT,
-)
 
 # Skip reasons (stable codes: metrics labels, explain output, status).
 SkipReason = Literal[

@@ -6,18 +6,22 @@ the user its containers run as. Pure; raises ``InjectionDenied``.
 from __future__ import annotations
 
 from contract import layout, proxy, secrets
+from contract.catalogue import ROLES
 from contract.catalogue import role as contract_role
 from contract.knobs import Values
 from contract.values import Quantity
 from injector.core.model import PodRequest
 from injector.core.plan import (
-    AGENT_PORTS,
-    PROXY_PORTS,
     RoleSpec,
 )
 from injector.core.settings import Profile, Resources, image_allowed
 from injector.core.views import Container, PodSecurityContext
 from injector.errors import InjectionDenied
+
+# Ports of the proxy itself and of every agent: never the app's inbound port.
+OURS = frozenset(
+    (layout.ADMIN_PORT, layout.OUTBOUND_PORT, layout.INBOUND_PORT, *(r.agent_port for r in ROLES))
+)
 
 
 def role_values(role: str, request: PodRequest, profile: Profile) -> Values:
@@ -44,7 +48,7 @@ def plan_proxy(
             f"proxy inbound port not set: using the app's first containerPort {inbound} "
             f"(set {layout.PREFIX}proxy-inbound-port to choose)"
         )
-    if inbound in set(PROXY_PORTS) | set(AGENT_PORTS):
+    if inbound in OURS:
         raise InjectionDenied(
             f"annotation {layout.PREFIX}proxy-inbound-port: {inbound} is a port of the "
             "proxy itself; give the app's own port"
