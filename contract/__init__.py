@@ -20,7 +20,9 @@ Where a new annotation goes (the one place): add a ``Knob`` row to its role's
 module (``contract/<role>.py``), with ``annotation=`` (the key under
 ``sidecar.example.io/``), ``env=``/``flag=`` if the agent reads it,
 ``profile=`` if a SidecarProfile may set it, a ``default``, a ``help`` and an
-``example``; put it in the role's ``ROLE`` tuple. From that row:
+``example``; put it in the role's ``ROLE`` tuple. Its ``field`` is its id,
+unique among all rows (give ``id=`` when two roles share a field name; the
+import fails otherwise). From that row:
 
 * the injector parses the annotation (``injector.core.model``) and the
   profile field (``injector.core.specs``) with the row's parser, and writes
@@ -39,8 +41,11 @@ Still by hand: the CRD's schema for a new profile field
 A new role: ``contract/<role>.py`` with its rows and a ``Role`` (agent port in
 ``layout``, ``trigger`` = the row whose annotation asks for it), appended to
 ``catalogue.ROLES``; ``sidecar/<role>/`` with ``settings.load`` built on
-``read_knobs``; its containers in ``injector/core/containers.py``; the role
-joins the ``roles-independent`` contract in pyproject.toml.
+``read_knobs``; its containers in ``injector/core/containers.py`` and their
+place in the pod in ``injector/core/render.py`` (``_sidecars``); a special
+rule for its values, if any, in ``injector/core/decision.py``
+(``_role_specs``; a role whose values are its rows alone needs none); the
+role joins the ``roles-independent`` contract in pyproject.toml.
 
 Errors: the parsers raise ``ValueError`` with a message saying what is
 accepted; each side wraps it in its own exception tree (``InjectionDenied`` /
