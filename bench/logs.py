@@ -313,7 +313,12 @@ def measures(
     extra: dict[str, Run],
     ready: tuple[list[float], list[float]],
 ) -> list[Measure]:
-    ready_ms, ready_cpu_ms = ready
+    return throughput(plan, agent, naive, extra) + footprint(agent, ready)
+
+
+def throughput(
+    plan: Plan, agent: list[Run], naive: list[Run], extra: dict[str, Run]
+) -> list[Measure]:
     n = plan.lines
     best, base = max(agent, key=lambda r: r.rate(n)), max(naive, key=lambda r: r.rate(n))
     leanest = max(agent, key=lambda r: r.per_cpu(n))
@@ -360,6 +365,12 @@ def measures(
             "lines/s",
             compare="none",
         ),
+    ]
+
+
+def footprint(agent: list[Run], ready: tuple[list[float], list[float]]) -> list[Measure]:
+    ready_ms, ready_cpu_ms = ready
+    return [
         Measure(
             "logs",
             "logs.rss",
