@@ -37,12 +37,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.agents import scrape
 from bench.processes import (
     Service,
     cpu_seconds,
     free_ports,
-    http_status,
     peak_rss_mib,
     rss_mib,
     wait_until,
@@ -261,10 +260,7 @@ def measure_agent(
         seconds = time.monotonic() - agent.started
         cpu = cpu_seconds(agent.pid)
         result = Run(seconds, cpu, peak=peak_rss_mib(agent.pid))
-        for _ in range(5):
-            for path in ("/ready", "/metrics"):
-                if http_status(f"http://127.0.0.1:{agent_port}{path}", timeout=5) != 200:
-                    raise BenchError(f"sidecar logs: GET {path} did not answer 200")
+        scrape(agent_port)
         result.rss = rss_mib(agent.pid)
     return result
 

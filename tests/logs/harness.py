@@ -109,6 +109,14 @@ class Agent:
         want = ",".join(f'{k}="{v}"' for k, v in labels.items())
         return self.metrics().get(f"{name}{{{want}}}" if want else name, 0.0)
 
+    def acknowledged(self, path: Path) -> None:
+        """Wait until everything written to ``path`` is acknowledged and
+        checkpointed (the lag reaches 0 only after the checkpoint is written)."""
+        eventually(
+            lambda: self.metric("sidecar_logs_lag_bytes", file=str(path)) == 0,
+            what=f"everything in {path.name} acknowledged",
+        )
+
     def terminate(self, timeout: float = 60) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)

@@ -75,10 +75,7 @@ def test_a_restart_resumes_from_the_checkpoint_without_resending_acknowledged_li
     a = agent(sink=ndjson.url)
     app.write(500)
     eventually(all_arrived(ndjson, 500), what="500 lines")
-    eventually(
-        lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
-        what="everything acknowledged",
-    )
+    a.acknowledged(app.path)
     a.kill()
     app.write(500)
     a.start()
@@ -92,20 +89,14 @@ def test_rotations_and_truncations_while_the_agent_is_down(
     a = agent(sink=ndjson.url)
     app.write(100)
     eventually(all_arrived(ndjson, 100), what="100 lines")
-    eventually(
-        lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
-        what="everything acknowledged",
-    )
+    a.acknowledged(app.path)
     a.kill()
     app.write(100)  # 100..199 in the file the agent knew
     app.rotate(".1")  # renamed: the agent finds it by inode
     app.write(100)  # 200..299 in a new app.log
     a.start()
     eventually(all_arrived(ndjson, 300), what="300 lines")
-    eventually(
-        lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
-        what="everything acknowledged",
-    )
+    a.acknowledged(app.path)
     a.kill()
     app.write(100)  # 300..399
     app.copytruncate(".2")  # truncated while down: the rest comes from the copy
@@ -122,10 +113,7 @@ def test_after_sigkill_only_the_batch_in_flight_is_sent_again(
     a = agent(sink=ndjson.url, args=["--batch-bytes=8Ki", "--max-line=4Ki"])
     app.write(1000)
     eventually(all_arrived(ndjson, 1000), what="1000 lines")
-    eventually(
-        lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
-        what="everything acknowledged",
-    )
+    a.acknowledged(app.path)
     ndjson.store_then_fail(500, count=0)  # stored, never acknowledged
     before = len(ndjson.records)
     app.write(1000)
@@ -136,10 +124,7 @@ def test_after_sigkill_only_the_batch_in_flight_is_sent_again(
     restart_index = len(ndjson.requests)
     a.start()
     eventually(all_arrived(ndjson, 2000), what="2000 lines")
-    eventually(
-        lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
-        what="everything acknowledged",
-    )
+    a.acknowledged(app.path)
     after = numbers(messages(ndjson))[sum(seen_before_restart.values()) :]
     resent = [n for n in after if n in seen_before_restart]
     largest = max(r.records for r in ndjson.requests[restart_index:])
@@ -167,10 +152,7 @@ def test_rotations_faster_than_the_agent_are_found_by_their_names(
         e["msg"] == "found a rotated file not seen before; reading it from the start"
         for e in a.events()
     )
-    eventually(
-        lambda: a.metric("sidecar_logs_lag_bytes", file=str(app.path)) == 0,
-        what="everything acknowledged",
-    )
+    a.acknowledged(app.path)
     a.kill()
     for n in range(3, 6):  # three rotations while the agent is down
         app.write(20)
