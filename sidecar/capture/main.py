@@ -53,10 +53,13 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     settings = load(argv)
     if settings.dry_run:
-        for family in FAMILIES:
-            sys.stdout.write(
-                f"# IPv{family.version}\n{restore_input(settings, family.version, '')}"
-            )
+        try:
+            for family in FAMILIES:
+                text = restore_input(settings, family.version, "")
+                sys.stdout.write(f"# IPv{family.version}\n{text}")
+            sys.stdout.flush()
+        except BrokenPipeError:  # a reader that stopped early (| head) is no failure
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     log = Logger("capture", settings.log_level)
     installed = [v for v in (install(f, settings, log) for f in FAMILIES) if v]
