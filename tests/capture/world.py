@@ -26,6 +26,7 @@ from contract.layout import PROXY_CONTAINER as PROXY
 from injector.core.model import NamespaceInfo
 from injector.core.render import render
 from injector.core.settings import Settings
+from sidecar.proxy.admin import parse_stats
 from tests import kubelet
 from tests.netns import POD_V4, Link
 from tests.proxy.harness import metric
@@ -223,11 +224,7 @@ class World:
     def stat(self, name: str) -> int:
         status, body = self.link.pod.call(http_get, ADMIN, f"/stats?filter=^{name}$")
         assert status == 200
-        for line in body.splitlines():
-            key, _, value = line.partition(": ")
-            if key == name:
-                return int(value)
-        return 0
+        return parse_stats(body).get(name, 0)
 
     def save(self, version: int = 4) -> str:
         tool = "iptables-save" if version == 4 else "ip6tables-save"
