@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 
+from sidecar.backoff import Backoff
 from sidecar.log import Logger
 from sidecar.logs.batch import Batch, BatchBuilder
 from sidecar.logs.framing import PARTIAL, Frames
@@ -59,6 +60,7 @@ class Reader:
         self.metas: dict[str, FileMeta] = {}
         self.waiting: Batch | None = None  # closed, refused by a full queue
         self.expansion = 2.0  # encoded bytes per file byte, measured as records go
+        self.failures = Backoff(initial=0.5, maximum=30.0)
 
     def run(self, stop: threading.Event) -> bool:
         """Follow until ``stop``, then drain; True when everything read was shipped."""
@@ -75,14 +77,19 @@ class Reader:
                     timer.start()
                     self.log.info("draining", timeout=self.settings.drain_timeout)
                     next_scan = 0.0
-                if now >= next_scan:
-                    self.tracker.scan(now, self.emit)
-                    self._forget_metas()
-                    next_scan = now + self.settings.poll
-                self._hand_over()
-                progressed = self.pump(now) if self.waiting is None else False
-                self.flush(now, force=draining)
-                self.close_batch(now, idle=not progressed, force=draining)
+                try:
+                    if now >= next_scan:
+                        self.tracker.scan(now, self.emit)
+                        self._forget_metas()
+                        next_scan = now + self.settings.poll
+                    progressed = self._round(now, draining)
+                except Exception as exc:  # a bug must not end shipping: the checkpoint holds
+                    self.log.error(
+                        "reading failed unexpectedly", error=f"{type(exc).__name__}: {exc}"
+                    )
+                    time.sleep(self.failures.next())
+                    continue
+                self.failures.reset()
                 if draining and (self.shipper.abort.is_set() or self._drained(now)):
                     break
                 if not progressed:
@@ -91,6 +98,13 @@ class Reader:
             if timer is not None:
                 timer.cancel()
         return self._finish()
+
+    def _round(self, now: float, draining: bool) -> bool:
+        self._hand_over()
+        progressed = self.pump(now) if self.waiting is None else False
+        self.flush(now, force=draining)
+        self.close_batch(now, idle=not progressed, force=draining)
+        return progressed
 
     def pump(self, now: float) -> bool:
         progressed = False
