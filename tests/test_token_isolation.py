@@ -17,9 +17,6 @@ rendered) and shows the same search then finds the token.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +29,7 @@ from injector.core.render import render
 from injector.core.settings import Settings
 from standins.vault import VaultStandIn, make_jwt
 from tests import kubelet
-from tests.support import free_port, http_status, wait_for
+from tests.support import Processes, free_port, http_status, wait_for
 
 ok, why = kubelet.available()
 pytestmark = pytest.mark.skipif(not ok, reason=why)
@@ -117,22 +114,11 @@ def pod(vault_addr: str, reload: str | None) -> dict[str, Any]:
     }
 
 
-class Running:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
 @pytest.fixture
-def running() -> Iterator[Running]:
-    r = Running()
-    yield r
-    r.stop()
+def running() -> Iterator[Processes]:
+    processes = Processes()
+    yield processes
+    processes.stop()
 
 
 def containers(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -150,7 +136,7 @@ def on_port(container: dict[str, Any], port: int) -> dict[str, Any]:
 def run_pod(
     tmp: Path,
     vault: VaultStandIn,
-    running: Running,
+    running: Processes,
     reload: str | None,
     refresher_user: int | None = None,
 ) -> list[str]:
@@ -173,7 +159,7 @@ def run_pod(
                 continue
             spec_to_run = refresher if name == "sidecar-secrets" else container
             port = ready if name == "sidecar-secrets" else free_port()
-            running.procs.append(run.start_container(on_port(spec_to_run, port), field_refs=refs))
+            running.add(run.start_container(on_port(spec_to_run, port), field_refs=refs))
         wait_for(
             lambda: http_status(f"http://127.0.0.1:{ready}/ready") == 200,
             timeout=30,
@@ -199,14 +185,14 @@ def run_pod(
 
 @pytest.mark.parametrize("reload", [None, "http://127.0.0.1:1/-/reload", "signal:SIGHUP"])
 def test_the_apps_user_cannot_read_the_vault_token(
-    tmp_path: Path, vault: VaultStandIn, running: Running, reload: str | None
+    tmp_path: Path, vault: VaultStandIn, running: Processes, reload: str | None
 ) -> None:
     lines = run_pod(tmp_path, vault, running, reload)
     assert "HITS 0" in lines, lines
 
 
 def test_the_search_finds_a_token_the_apps_user_could_read(
-    tmp_path: Path, vault: VaultStandIn, running: Running
+    tmp_path: Path, vault: VaultStandIn, running: Processes
 ) -> None:
     """The refresher as the app's user, as signal mode once rendered it."""
     lines = run_pod(tmp_path, vault, running, "http://127.0.0.1:1/-/reload", APP_UID)

@@ -5,9 +5,6 @@ why when it cannot: no such process, or only another user's."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -19,7 +16,7 @@ import pytest
 from sidecar.errors import UsageError
 from sidecar.signaller import load
 from tests import kubelet
-from tests.support import free_port, wait_for
+from tests.support import Processes, free_port, wait_for
 
 ok, why = kubelet.available()
 APP = (
@@ -47,29 +44,14 @@ def pod(tmp_path: Path) -> Iterator[kubelet.Pod]:
         yield p
 
 
-class Running:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def add(self, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
 @pytest.fixture
-def running() -> Iterator[Running]:
-    r = Running()
-    yield r
-    r.stop()
+def running() -> Iterator[Processes]:
+    processes = Processes()
+    yield processes
+    processes.stop()
 
 
-def start_app(pod: kubelet.Pod, running: Running, name: str, user: int) -> Path:
+def start_app(pod: kubelet.Pod, running: Processes, name: str, user: int) -> Path:
     """An app process named ``name`` (its /proc/PID/comm) running as ``user``,
     from a volume mounted at /var/run/testapp (the pytest tmp dir is root's)."""
     volume = pod.volume("testapp")
@@ -84,7 +66,7 @@ def start_app(pod: kubelet.Pod, running: Running, name: str, user: int) -> Path:
     return out
 
 
-def start_signaller(pod: kubelet.Pod, running: Running, target: str, user: int) -> int:
+def start_signaller(pod: kubelet.Pod, running: Processes, target: str, user: int) -> int:
     port = free_port()
     command = [*kubelet.SIDECAR_IMAGE_COMMAND, "signal"]
     env = {"SIDECAR_SIGNAL": target, "SIDECAR_AGENT_ADDR": f"127.0.0.1:{port}"}
@@ -102,7 +84,7 @@ def _healthy(port: int) -> bool:
 
 
 @pytest.mark.skipif(not ok, reason=why)
-def test_post_reload_signals_the_named_app_process(pod: kubelet.Pod, running: Running) -> None:
+def test_post_reload_signals_the_named_app_process(pod: kubelet.Pod, running: Processes) -> None:
     out = start_app(pod, running, "shopapp", 4242)
     port = start_signaller(pod, running, "SIGHUP:shopapp", 4242)
     assert post(port) == (200, "signalled\n")
@@ -111,7 +93,7 @@ def test_post_reload_signals_the_named_app_process(pod: kubelet.Pod, running: Ru
 
 @pytest.mark.skipif(not ok, reason=why)
 def test_without_a_name_every_process_of_its_user_is_signalled(
-    pod: kubelet.Pod, running: Running
+    pod: kubelet.Pod, running: Processes
 ) -> None:
     mine = start_app(pod, running, "app", 4242)
     theirs = start_app(pod, running, "app", 4243)
@@ -122,7 +104,7 @@ def test_without_a_name_every_process_of_its_user_is_signalled(
 
 
 @pytest.mark.skipif(not ok, reason=why)
-def test_no_process_to_signal_is_a_503_saying_why(pod: kubelet.Pod, running: Running) -> None:
+def test_no_process_to_signal_is_a_503_saying_why(pod: kubelet.Pod, running: Processes) -> None:
     start_app(pod, running, "other", 4243)
     port = start_signaller(pod, running, "SIGHUP:missing", 4242)
     status, text = post(port)
