@@ -218,9 +218,21 @@ class Values:
 def environment(role: Role, values: Values) -> list[tuple[str, str]]:
     """The ``SIDECAR_*`` variables that carry ``values`` to ``role``'s agent,
     in the role's row order; unset knobs are left out (the agent's default)."""
+    data = values._data  # one lookup per row: this runs for every container
     env = []
-    for knob in role.knobs:
-        value = values.get(knob)
-        if knob.env and value is not None:
-            env.append((knob.env, knob.format(value)))
+    for knob, name in _variables(role):
+        value = data.get(knob)
+        if value is not None:
+            env.append((name, knob.format(value)))
     return env
+
+
+_VARIABLES: dict[int, tuple[tuple[Knob[Any], str], ...]] = {}
+
+
+def _variables(role: Role) -> tuple[tuple[Knob[Any], str], ...]:
+    """``role``'s rows that have a variable, with it (computed once per role)."""
+    found = _VARIABLES.get(id(role))
+    if found is None:
+        found = _VARIABLES[id(role)] = tuple((k, k.env) for k in role.knobs if k.env)
+    return found

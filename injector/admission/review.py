@@ -111,6 +111,8 @@ class _PodEnvelope(msgspec.Struct):
 
 
 _ENVELOPE = msgspec.json.Decoder(_HeadEnvelope)  # one pass, skipping all but the head
+_WHOLE = msgspec.json.Decoder(_Envelope)  # one pass, the pod decoded whole
+_PREFIX_BYTES = PREFIX.encode()
 _POD = msgspec.json.Decoder(_PodEnvelope)  # the second pass, when injection may happen
 _ENCODER = msgspec.json.Encoder()
 
@@ -128,6 +130,7 @@ class Review:
     annotations: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None  # the review, for the pod (CREATE of a Pod) decoded on demand
     _pod: Pod | None = None
+    _document: Any = None  # the pod, when the first pass decoded it whole
 
     @property
     def is_pod_create(self) -> bool:
@@ -135,6 +138,8 @@ class Review:
 
     def document(self) -> Any:
         """The pod as sent (plain JSON values): ``BadReview`` if not JSON."""
+        if self._document is not None:
+            return self._document
         assert self.body is not None
         envelope: _PodEnvelope = _decode(_POD, self.body, "request body")
         return envelope.request.object if envelope.request is not None else None
@@ -216,7 +221,11 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: bytes, where: str) -> Any:
 def parse_review(body: bytes) -> Review:
     if len(body) > MAX_BODY:
         raise BadReview(f"request body is {len(body)} bytes; at most {MAX_BODY} are accepted")
-    envelope: _Envelope = _decode(_ENVELOPE, body, "request body")
+    # A body that spells our prefix is most likely a pod to inject: decode it whole
+    # in one pass; any other skims past the pod (an escaped prefix only costs
+    # the second pass, never a wrong answer).
+    whole = _PREFIX_BYTES in body
+    envelope: _Envelope = _decode(_WHOLE if whole else _ENVELOPE, body, "request body")
     if envelope.kind != "AdmissionReview" or envelope.api_version != API_VERSION:
         raise BadReview(
             f"expected kind AdmissionReview, apiVersion {API_VERSION}; got kind "
@@ -246,12 +255,35 @@ def parse_review(body: bytes) -> Review:
     if is_pod and request.operation == "CREATE":
         if request.object is None:
             raise BadReview("AdmissionReview request.object is not a Pod object")
-        metadata = request.object.metadata or _Metadata()
         review.body = body
-        review.annotations = metadata.annotations or {}
+        if whole:
+            annotations, namespace = _head(request.object)
+            review._document = request.object
+        else:
+            metadata = request.object.metadata or _Metadata()
+            annotations, namespace = metadata.annotations or {}, metadata.namespace
+        review.annotations = annotations
         if not review.namespace:
-            review.namespace = metadata.namespace or "default"
+            review.namespace = namespace or "default"
     return review
+
+
+def _head(obj: Any) -> tuple[dict[str, str], str | None]:
+    """The annotations and namespace of a pod decoded whole (checked as the skim does)."""
+    if not isinstance(obj, dict):
+        raise BadReview("AdmissionReview request.object is not a Pod object")
+    metadata = obj.get("metadata")
+    if metadata is None:
+        return {}, None
+    if not isinstance(metadata, dict):
+        raise BadReview("request.object.metadata: expected an object")
+    annotations = metadata.get("annotations") or {}
+    if not isinstance(annotations, dict) or not all(
+        isinstance(v, str) for v in annotations.values()
+    ):
+        raise BadReview("request.object.metadata.annotations: expected a map of strings")
+    namespace = metadata.get("namespace")
+    return annotations, namespace if isinstance(namespace, str) else None
 
 
 def check_limits(pod: Mapping[str, Any], annotations: Mapping[str, str]) -> None:

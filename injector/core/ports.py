@@ -107,4 +107,7 @@ def _aimed(what: str, container: Mapping[str, object], ports: Mapping[int, str])
 
 
 def _items(value: object) -> list[Mapping[str, object]]:
-    return [x for x in value if isinstance(x, Mapping)] if isinstance(value, list) else []
+    if not isinstance(value, list):
+        return []
+    # Decoded JSON holds plain dicts: the Mapping ABC check only for anything else.
+    return [x for x in value if type(x) is dict or isinstance(x, Mapping)]
