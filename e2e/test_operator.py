@@ -349,9 +349,14 @@ def test_profiles_take_effect_for_the_next_admission_and_report_their_status(
         "apiVersion": "sidecar.example.io/v1alpha1",
         "kind": "SidecarProfile",
         "metadata": {"name": name},
-        "spec": {"image": "registry.example.com/sidecar:1", "nativeSidecars": "true"},
+        "spec": {
+            "image": "registry.example.com/sidecar:1",
+            "nativeSidecars": "true",
+            "namespaces": {"matchLabels": {"e2e-profile": name}},
+        },
     }
     kube.create(PROFILES, body).expect(201)
+    namespace_path = f"/api/v1/namespaces/{probe_namespace}"
     try:
         wait_for(
             lambda: (
@@ -362,10 +367,20 @@ def test_profiles_take_effect_for_the_next_admission_and_report_their_status(
             "the profile's status to say valid and in use",
         )
         assert status_of(kube, name)["default"] is False
+        # Not the default: only namespaces the profile allows may name it.
+        denied = kube.create(f"{namespace_path}/pods", pod("p", name), dry_run=True)
+        assert denied.status == 403, denied.message
+        assert f"may not be used in namespace {probe_namespace}" in denied.message
+        kube.request(
+            "PATCH",
+            namespace_path,
+            {"metadata": {"labels": {"e2e-profile": name}}},
+            content_type="application/merge-patch+json",
+        ).expect(200)
         wait_for(
             lambda: injected_image(kube, probe_namespace, name) == "registry.example.com/sidecar:1",
             WAIT,
-            "pods naming the profile to get its image",
+            "pods naming the profile to get its image once their namespace has the label",
         )
         # An update applies to the next admission.
         kube.request(
@@ -398,6 +413,12 @@ def test_profiles_take_effect_for_the_next_admission_and_report_their_status(
         assert injected_image(kube, probe_namespace, name) == "registry.example.com/sidecar:2"
     finally:
         kube.delete(profile_path(name))
+        kube.request(
+            "PATCH",
+            namespace_path,
+            {"metadata": {"labels": {"e2e-profile": None}}},
+            content_type="application/merge-patch+json",
+        )
     # A deleted profile is no longer served: pods naming it are denied.
     wait_for(lambda: injected_image(kube, probe_namespace, name) is None, WAIT, "denial")
 

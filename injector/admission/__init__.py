@@ -1,11 +1,13 @@
 """The admission shell: AdmissionReview v1 in, a JSON Patch out, over TLS.
 
-``review`` (decode, ``admit``, encode; pure given settings), ``webhook`` (the
-FastAPI app: /mutate, /healthz, /readyz, /metrics), ``metrics``, ``tls`` (a
-live-reloadable server context), ``certs`` (CA and serving certificates,
-pure) and ``serve`` (uvicorn on a pre-bound socket, with an optional
-operator hook handed in by the CLI). Imports ``injector.core`` only, never
-the operator.
+``review`` (decode, ``admit``, encode; pure given settings), ``limits`` (the
+caps on a review and its answer), ``webhook`` (the routes: /mutate, /healthz,
+/readyz, /metrics), ``http`` (the HTTP/1.1 server and its limits),
+``metrics`` (counters in shared memory), ``tls`` (a live-reloadable server
+context), ``certs`` (CA and serving certificates, pure), ``workers`` (serving
+processes and their supervisor) and ``serve`` (ties them together, with an
+optional operator hook handed in by the CLI). Imports ``injector.core`` only,
+never the operator.
 
 Exceptions::
 

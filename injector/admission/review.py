@@ -7,7 +7,7 @@ enables it). So a pod the injector does not touch costs one pass over the
 bytes. A malformed review raises ``BadReview`` (HTTP 400) naming the field,
 including JSON nested too deep to decode.
 
-Before rendering, the lists a review walks are capped (``LIMITS``): a pod
+Before rendering, the lists a review walks are capped (``limits.LIMITS``): a pod
 past a cap is denied with a message naming the list, its length and the cap,
 so every step stays linear and bounded. ``admit`` is pure given its settings
 and namespace; the webhook adds metrics and timing around it.
@@ -25,6 +25,7 @@ from typing import Any, Literal
 import msgspec
 
 from contract.layout import PREFIX
+from injector.admission.limits import capped_message, capped_warnings, check_limits
 from injector.core.model import NamespaceInfo, has_ours, opted_out
 from injector.core.patch import make_patch
 from injector.core.plan import INJECT_FALSE, NOT_REQUESTED
@@ -38,22 +39,6 @@ log = logging.getLogger("injector.admission.review")
 API_VERSION = "admission.k8s.io/v1"
 MAX_BODY = 3 * 1024 * 1024  # the apiserver's own request size limit
 FailurePolicy = Literal["Fail", "Ignore"]
-# What one review may hold before it is denied: far above real pods, low
-# enough that every step stays in the milliseconds.
-LIMITS: Mapping[str, int] = {
-    "annotations": 1024,
-    "our annotations": 128,
-    "annotation bytes": 256 * 1024,  # the API server's own total
-    "containers": 256,
-    "initContainers": 256,
-    "volumes": 1024,
-    "volumeMounts": 1024,
-    "ports": 256,
-    "ownerReferences": 64,
-}
-MAX_WARNINGS = 16
-MAX_WARNING_CHARS = 256
-MAX_MESSAGE_CHARS = 2048  # a denial quoting a 256 KiB annotation stays readable
 
 
 class _Kind(msgspec.Struct):
@@ -176,28 +161,9 @@ class Outcome:
         if self.warnings:
             response["warnings"] = capped_warnings(self.warnings)
         if self.message is not None:
-            response["status"] = {"code": self.code or 403, "message": _capped(self.message)}
+            response["status"] = {"code": self.code or 403, "message": capped_message(self.message)}
         review = {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
         return _ENCODER.encode(review)
-
-
-def capped_warnings(warnings: tuple[str, ...]) -> list[str]:
-    """At most ``MAX_WARNINGS`` warnings of at most ``MAX_WARNING_CHARS`` each
-    (the API server keeps 4 KiB of warnings in all)."""
-    shown = [
-        w if len(w) <= MAX_WARNING_CHARS else w[: MAX_WARNING_CHARS - 3] + "..."
-        for w in warnings[:MAX_WARNINGS]
-    ]
-    if len(warnings) > MAX_WARNINGS:
-        shown[-1] = f"{len(warnings) - MAX_WARNINGS + 1} more warnings not shown"
-    return shown
-
-
-def _capped(message: str) -> str:
-    if len(message) <= MAX_MESSAGE_CHARS:
-        return message
-    rest = len(message) - MAX_MESSAGE_CHARS
-    return f"{message[:MAX_MESSAGE_CHARS]}... ({rest} more characters)"
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], data: bytes, where: str) -> Any:
@@ -286,34 +252,6 @@ def _head(obj: Any) -> tuple[dict[str, str], str | None]:
     return annotations, namespace if isinstance(namespace, str) else None
 
 
-def check_limits(pod: Mapping[str, Any], annotations: Mapping[str, str]) -> None:
-    """Deny a pod past ``LIMITS``, naming each list, its length and the cap.
-    Only lengths are read here (a list of the wrong type counts as empty; the
-    type check comes next), so this is cheap whatever the pod holds."""
-    counts = {
-        "annotations": len(annotations),
-        "our annotations": sum(1 for key in annotations if key.startswith(PREFIX)),
-        "annotation bytes": sum(len(k) + len(v) for k, v in annotations.items()),
-    }
-    spec, metadata = _mapping(pod.get("spec")), _mapping(pod.get("metadata"))
-    counts["ownerReferences"] = len(_list(metadata.get("ownerReferences")))
-    containers: list[Any] = []
-    for key in ("containers", "initContainers", "volumes"):
-        items = _list(spec.get(key))
-        counts[key] = len(items)
-        if key != "volumes":
-            containers += items[: LIMITS[key]]
-    for sub in ("volumeMounts", "ports"):
-        counts[sub] = max((len(_list(_mapping(c).get(sub))) for c in containers), default=0)
-    over = [f"{count} {what}" for what, count in counts.items() if count > LIMITS[what]]
-    if over:
-        limits = ", ".join(f"{what} {LIMITS[what]}" for what in LIMITS)
-        raise InjectionDenied(
-            f"the pod has {', '.join(over)} (per container for mounts and ports): more than "
-            f'the injector handles ({limits}); trim them, or set {PREFIX}inject: "false"'
-        )
-
-
 def admit(
     review: Review,
     settings: Settings,
@@ -331,7 +269,7 @@ def admit(
         return Outcome(review.uid, True, "skipped", skip_reason=INJECT_FALSE)
     document = review.document()
     try:
-        check_limits(_mapping(document), review.annotations)
+        check_limits(document, review.annotations)
     except InjectionDenied as exc:
         return Outcome(review.uid, False, "denied", message=str(exc), code=403)
     pod = review._pod = _check_pod(document)
@@ -388,14 +326,6 @@ def failed(uid: str, exc: BaseException, stage: str, policy: FailurePolicy) -> O
     return Outcome(
         uid, False, "error", message=f"{what}; see the injector's logs", code=500, stage=stage
     )
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _short(value: Any) -> str:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from contract.catalogue import ANNOTATIONS, FIXED_KEYS
+from injector.admission.limits import MAX_MESSAGE_CHARS, MAX_WARNING_CHARS
 from injector.admission.metrics import STAGES, Metrics
-from injector.admission.review import MAX_MESSAGE_CHARS, MAX_WARNING_CHARS
 from injector.admission.webhook import Webhook
 from injector.core.specs import settings_from_spec
 from tests.golden_tool import BASE_SETTINGS
