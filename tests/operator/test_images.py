@@ -1,10 +1,12 @@
-"""Dockerfile invariants (no container engine runs here): multi-stage, non-root,
-no build tools or pip in the final stage; build.sh says clearly when it cannot build."""
+"""Dockerfile invariants: multi-stage, non-root, no build tools or pip in the
+final stage; build.sh says clearly when it cannot build. (The images are
+built and run on a real node by the e2e suite: e2e/README.md.)"""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -98,20 +100,21 @@ def test_the_scripts_are_valid_bash(script: str) -> None:
 
 
 def test_without_a_container_engine_build_says_so(tmp_path: Path) -> None:
+    # A PATH with the tools build.sh uses and no engine, whatever this host has.
+    for tool in ("bash", "sed", "head", "cut", "sha256sum", "dirname"):
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (tmp_path / tool).symlink_to(found)
     result = subprocess.run(
         [str(IMAGES / "build.sh")],
-        env={"PATH": str(tmp_path) + ":/usr/bin:/bin", "HOME": str(tmp_path)},
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         check=False,
     )
-    has_engine = any(
-        (Path(d) / e).exists() for d in ("/usr/bin", "/bin") for e in ("docker", "podman")
-    )
-    if has_engine:
-        pytest.skip("a container engine is in /usr/bin")
     assert result.returncode == 1
-    assert "no container engine found (docker or podman" in result.stderr
+    assert "no working container engine: docker (with its daemon running)" in result.stderr
+    assert "buildah" in result.stderr
 
 
 def test_an_engine_that_is_not_running_is_named() -> None:
@@ -123,4 +126,4 @@ def test_an_engine_that_is_not_running_is_named() -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert "'/bin/false' is installed but its engine is not running" in result.stderr
+    assert "'/bin/false' is not installed or not working ('/bin/false info' failed" in result.stderr
