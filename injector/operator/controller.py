@@ -33,7 +33,7 @@ import contextlib
 import logging
 import os
 import signal
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -182,6 +182,9 @@ class Operator:
             settings=self.kopf_settings(),
             clusterwide=True,
             standalone=True,
+            # kopf would derive one from getpass.getuser(), which fails for a
+            # UID without a passwd entry (the manifests run as 65532).
+            identity=cast(Any, self.options.identity),  # kopf's NewType, not exported
             stop_flag=self.stop,
         )
         loop = asyncio.get_running_loop()
