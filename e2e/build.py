@@ -258,7 +258,8 @@ def _build_kubernetes(missing: list[str]) -> None:
     (work / "go.mod").write_text("module sidecar-injector.e2e/kubernetes\n\ngo 1.26\n")
     upstream = _upstream_go_mod("k8s.io/kubernetes", version, work)
     (work / "go.mod").write_text(wrapper_go_mod(upstream, version))
-    imports = "".join(f'\t_ "k8s.io/kubernetes/cmd/{name}"\n' for name in KUBERNETES_COMMANDS)
+    commands = sorted({*KUBERNETES_COMMANDS, *missing})
+    imports = "".join(f'\t_ "k8s.io/kubernetes/cmd/{name}"\n' for name in commands)
     (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports})\n")
     _go(["mod", "tidy"], work, log, f"downloading the modules of {', '.join(missing)}")
     minor = version.split(".")[1]
@@ -322,16 +323,18 @@ def binary(name: str) -> Path:
     return BIN / f"{name}-{version}"
 
 
-def ensure() -> dict[str, Path]:
-    """Paths of etcd, kube-apiserver and kubectl, building what is missing."""
-    names = ["etcd", *KUBERNETES_COMMANDS]
+def ensure(kubernetes: tuple[str, ...] = KUBERNETES_COMMANDS) -> dict[str, Path]:
+    """Paths of etcd and the Kubernetes commands asked for (default: kube-apiserver
+    and kubectl), building what is missing; the missing Kubernetes commands are
+    built together (one ``go build``: shared packages compile once)."""
+    names = ["etcd", *kubernetes]
     if all(binary(name).exists() for name in names):
         return {name: binary(name) for name in names}
     with _build_lock():
         started = time.monotonic()
         if not binary("etcd").exists():
             _build_etcd()
-        missing = [name for name in KUBERNETES_COMMANDS if not binary(name).exists()]
+        missing = [name for name in kubernetes if not binary(name).exists()]
         if missing:
             _build_kubernetes(missing)
         if time.monotonic() - started > 1:
