@@ -79,6 +79,7 @@ class ClusterInfo:
     kubernetes_version: str
     etcd_version: str
     pids: dict[str, int]
+    node: str = ""  # the node's name when the cluster has one (e2e.sandbox)
 
     @classmethod
     def load(cls, path: Path) -> ClusterInfo:
@@ -128,10 +129,13 @@ def _terminate_with_parent() -> None:
     _die_with_parent(signal.SIGTERM)
 
 
-def _spawn(command: list[str], log: Path, *, detach: bool) -> subprocess.Popen[bytes]:
+def _spawn(
+    command: list[str], log: Path, *, detach: bool, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             command,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -210,14 +214,39 @@ def _poll(
     )
 
 
+@dataclass(frozen=True)
+class Listen:
+    """Where the API server listens and what it advertises.
+
+    Default: 127.0.0.1 on a free port. Inside the sandbox (``e2e.sandbox``),
+    every address of its own network namespace on a given port, advertised at
+    the node's address so that pods reach it through the ``kubernetes``
+    Service, and calling kubelets at their InternalIP with the admin
+    certificate."""
+
+    bind: str = "127.0.0.1"
+    port: int | None = None
+    advertise: str = "127.0.0.1"
+    node_name: str = ""
+
+
 class ControlPlane:
     """etcd + kube-apiserver for one state directory."""
 
-    def __init__(self, state_dir: Path, *, detach: bool) -> None:
+    def __init__(self, state_dir: Path, *, detach: bool, listen: Listen | None = None) -> None:
         self.state_dir = state_dir.resolve()
         self.detach = detach
+        self.listen = listen or Listen()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.info: ClusterInfo | None = None
+
+    def prepare(self) -> None:
+        """Build (or find) the binaries: a first build is timed apart from start-up."""
+        build.ensure()
+
+    def enter(self, command: list[str]) -> list[str]:
+        """How to run command next to this control plane (as is: same host)."""
+        return command
 
     def start(self) -> ClusterInfo:
         binaries = build.ensure()
@@ -225,6 +254,7 @@ class ControlPlane:
         files = self._write_credentials()
         for attempt in range(3):
             etcd_port, peer_port, api_port = _free_ports(3)
+            api_port = self.listen.port or api_port
             try:
                 self._start_etcd(binaries["etcd"], etcd_port, peer_port)
                 self._start_apiserver(binaries["kube-apiserver"], etcd_port, api_port, files)
@@ -247,6 +277,7 @@ class ControlPlane:
             kubernetes_version=build.KUBERNETES_VERSION,
             etcd_version=build.ETCD_VERSION,
             pids={name: process.pid for name, process in self.processes.items()},
+            node=self.listen.node_name,
         )
         self.info = info
         info.save()
@@ -265,8 +296,9 @@ class ControlPlane:
                 "kubernetes.default",
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
+                *([self.listen.node_name] if self.listen.node_name else []),
             ),
-            ip_addresses=("127.0.0.1", "10.0.0.1"),
+            ip_addresses=tuple(dict.fromkeys(("127.0.0.1", "10.0.0.1", self.listen.advertise))),
             server=True,
         )
         admin = ca.issue("admin", organization="system:masters")
@@ -323,9 +355,10 @@ class ControlPlane:
             [
                 str(apiserver),
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.listen.bind}",
+                f"--advertise-address={self.listen.advertise}",
                 f"--secure-port={port}",
+                *self._kubelet_flags(files),
                 f"--cert-dir={self.state_dir / 'apiserver'}",
                 f"--tls-cert-file={files['apiserver.crt']}",
                 f"--tls-private-key-file={files['apiserver.key']}",
@@ -364,6 +397,15 @@ class ControlPlane:
                 return False
 
         _poll(ready, f"kube-apiserver on 127.0.0.1:{port}", process, log)
+
+    def _kubelet_flags(self, files: dict[str, Path]) -> list[str]:
+        if not self.listen.node_name:
+            return []
+        return [
+            f"--kubelet-client-certificate={files['admin.crt']}",
+            f"--kubelet-client-key={files['admin.key']}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
 
     def _write_kubeconfig(self, info: ClusterInfo) -> None:
         config = {
@@ -471,12 +513,25 @@ def running(state_dir: Path) -> ClusterInfo | None:
     return None
 
 
+def _plane(state_dir: Path, *, detach: bool) -> ControlPlane | Any:
+    """The control plane alone, or with a node in its sandbox (e2e.sandbox.wanted)."""
+    from e2e import sandbox  # noqa: PLC0415 - e2e.sandbox builds on this module
+
+    if sandbox.wanted(detached=detach):
+        return sandbox.Sandbox(state_dir, detach=detach)
+    return ControlPlane(state_dir, detach=detach)
+
+
 def stop_state(state_dir: Path) -> bool:
     """Stop the processes recorded in state_dir and remove it; False if nothing ran."""
     path = state_dir / "cluster.json"
     found = False
     if path.exists():
         info = ClusterInfo.load(path)
+        if info.node:
+            from e2e import sandbox  # noqa: PLC0415
+
+            return sandbox.stop_state(state_dir, info)
         for pid in info.pids.values():
             if _alive(pid) and _owned_by(pid, state_dir):
                 _stop_group(pid)
@@ -512,19 +567,23 @@ def up(state_dir: Path) -> int:
     info = running(state_dir)
     if info is None:
         stop_state(state_dir)
-        build.ensure()  # a first build is timed by itself, not as start-up
+        plane = _plane(state_dir, detach=True)
+        plane.prepare()  # a first build is timed by itself, not as start-up
         started = time.monotonic()
-        plane = ControlPlane(state_dir, detach=True)
         try:
             info = plane.start()
         except BaseException:
             plane.stop()
             raise
-        _say(f"control plane up in {time.monotonic() - started:.1f}s at {info.server}")
+        _say(f"{_what(info)} up in {time.monotonic() - started:.1f}s at {info.server}")
     else:
         _say(f"control plane already running at {info.server}")
     sys.stdout.write(_export_lines(info))
     return 0
+
+
+def _what(info: ClusterInfo) -> str:
+    return f"control plane and node {info.node}" if info.node else "control plane"
 
 
 def down(state_dir: Path) -> int:
@@ -561,19 +620,19 @@ def run(command: list[str]) -> int:
     _remove_orphaned_run_dirs()
     state_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
     (state_dir / RUN_OWNER).write_text(str(os.getpid()))
-    plane = ControlPlane(state_dir, detach=False)
+    plane = _plane(state_dir, detach=False)
     child: subprocess.Popen[bytes] | None = None
     returncode = 1
     with _signals_raise():
         try:
-            build.ensure()  # a first build is timed by itself, not as start-up
+            plane.prepare()  # a first build is timed by itself, not as start-up
             started = time.monotonic()
             info = plane.start()
-            _say(f"control plane up in {time.monotonic() - started:.1f}s at {info.server}")
+            _say(f"{_what(info)} up in {time.monotonic() - started:.1f}s at {info.server}")
             try:
                 child = subprocess.Popen(
-                    command,
-                    env=dict(os.environ, **info.env()),
+                    plane.enter(command),
+                    env=dict(os.environ, **info.env(), SIDECAR_E2E_HOST_PID=str(os.getpid())),
                     preexec_fn=_terminate_with_parent,  # noqa: PLW1509
                 )
             except OSError as exc:
@@ -596,20 +655,31 @@ def run(command: list[str]) -> int:
     return returncode
 
 
+def exec_in(state_dir: Path, command: list[str]) -> int:
+    """Run command next to the running `up` cluster (in its sandbox's network)."""
+    info = running(state_dir)
+    if info is None or not command:
+        _say("usage: start a cluster (`make cluster-up`), then python -m e2e.cluster exec -- CMD")
+        return 1
+    if info.node:
+        from e2e import sandbox  # noqa: PLC0415
+
+        command = sandbox.enter(info.pids["sandbox"], command)
+    return subprocess.run(command, env=dict(os.environ, **info.env()), check=False).returncode
+
+
 def _keep_logs(state_dir: Path) -> None:
     logs = build.CACHE / "logs" / time.strftime("%Y%m%d-%H%M%S")
-    for name in ("etcd.log", "kube-apiserver.log"):
-        source = state_dir / name
-        if source.exists():
-            logs.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, logs / name)
+    for source in [*state_dir.glob("*.log"), *state_dir.glob("node/*.log")]:
+        logs.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, logs / source.name)
     if logs.exists():
         _say(f"control plane logs kept in {logs}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.cluster", description=__doc__)
-    parser.add_argument("verb", choices=["up", "down", "env", "run"])
+    parser.add_argument("verb", choices=["up", "down", "env", "run", "exec"])
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = list(args.command)
@@ -627,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             sys.stdout.write(_export_lines(info))
             return 0
+        if args.verb == "exec":
+            return exec_in(default_state_dir(), command)
         return run(command)
     except (ClusterError, build.BuildError) as exc:
         _say(str(exc))
