@@ -69,9 +69,10 @@ cluster-up: install
 cluster-down: install
 	$(PYTHON) -m e2e.cluster down
 
-## e2e-local: start a local control plane, run e2e/ against it, stop it.
+## e2e-local: start a local cluster (as root: control plane + a real node in its
+## own namespaces), run e2e/ against it (e2e/suite.py), stop it.
 e2e-local: install
-	$(PYTHON) -m e2e.cluster run -- $(PYTEST) e2e
+	$(PYTHON) -m e2e.cluster run -- $(PYTHON) -m e2e.suite -rs
 
 ## e2e: the e2e suite against whatever cluster KUBECONFIG names.
 e2e: install

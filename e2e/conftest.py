@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e import harness
+from e2e import harness, install
 from e2e.cluster import ClusterInfo, free_port
 from e2e.kube import Kube, KubeError
 
@@ -87,6 +87,19 @@ class Injector:
 
     def wait_ready(self) -> None:
         harness.wait_until_injecting(self.kube, self.probe_namespace)
+
+
+STARTUPS: list[tuple[str, float]] = []
+
+
+def record_startup(what: str, seconds: float) -> None:
+    """A start-up time measured on the cluster, printed at the end of the run."""
+    STARTUPS.append((what, seconds))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for what, seconds in STARTUPS:
+        terminalreporter.write_line(f"e2e: {what}: {seconds:.1f}s")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -152,8 +165,11 @@ def injector(
     """Local mode: manifests/overlays/e2e applied (webhook URL rewritten) and the
     Deployment's command line run here as its ServiceAccount (the operator
     patches caBundle); without that overlay, or with SIDECAR_E2E_OPERATOR=0,
-    ``serve`` alone behind a stand-in configuration. Cluster mode: the
-    injector installed in the cluster."""
+    ``serve`` alone behind a stand-in configuration. Install mode
+    (``SIDECAR_E2E_INJECTOR=install``, clusters with nodes that hold the
+    images): the overlay applied with kubectl as an operator would
+    (``e2e.install``), the injector running as its Deployment. Cluster mode:
+    the injector already installed in the cluster."""
     mode = os.environ.get("SIDECAR_E2E_INJECTOR", "local" if local_cluster else "cluster")
     installed: harness.Installed | None = None
     problem = None
@@ -171,6 +187,14 @@ def injector(
             installed.injector.start()
         except (KubeError, harness.HarnessError) as exc:
             problem = f"could not start the local injector: {exc}"
+    elif mode == "install":
+        overlay = harness.manifests_overlay()
+        try:
+            if overlay is None or not kube.has_nodes():
+                raise harness.HarnessError("needs manifests/overlays/e2e and a Ready node")
+            install.install(kube, kubectl, os.environ.get("KUBECONFIG"), overlay)
+        except (KubeError, harness.HarnessError) as exc:
+            problem = f"could not install the injector with the e2e overlay: {exc}"
     elif harness.ca_bundle(kube, harness.WEBHOOK_CONFIGURATION) is None:
         problem = (
             f"this cluster has no MutatingWebhookConfiguration {harness.WEBHOOK_CONFIGURATION} "

@@ -405,7 +405,13 @@ def install_with_operator(
             f"MutatingWebhookConfiguration, found {len(deployments)} and {len(configs)}"
         )
     deployment, config = deployments[0], configs[0]
-    docs = [d for d in docs if d is not config] + [rewrite_for_local(config, url, None)]
+    # The Deployment runs here instead (a cluster with nodes would run it too).
+    docs = [d for d in docs if d is not config and d is not deployment]
+    docs.append(rewrite_for_local(config, url, None))
+    kube.delete(
+        f"/apis/apps/v1/namespaces/{deployment['metadata']['namespace']}/deployments/"
+        f"{deployment['metadata']['name']}"
+    )
     first = [d for d in docs if d["kind"] in ("Namespace", "CustomResourceDefinition")]
     _kubectl_apply(kubectl, kubeconfig, first)
     _wait_established(
