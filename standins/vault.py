@@ -3,7 +3,8 @@
 The secrets role is tested against a real HashiCorp Vault (v1.21.0, built
 from Go modules: ``e2e.vault_build``) wherever a real Vault can produce the
 situation; this stand-in stays for what a real Vault cannot do on demand:
-a standby node (429), rate limits (429), slow answers (``delay``), an outage
+a standby node (429), rate limits (429), slow answers (``delay``), answers
+cut off half-way (``partial``), an outage
 of a chosen length (``down``), non-renewable leases from a GET, expired JWTs
 and ``X-Vault-Namespace`` (Enterprise). Every test that both can serve runs
 against both (``tests/secrets``, the ``backend`` fixture).
@@ -50,14 +51,17 @@ list of path prefixes per auth role, answered as one policy named after it.
 
 Fault injection for tests: ``sealed`` (503 everywhere), ``standby`` (429
 "node is in standby mode"), ``rate_limited`` (429 "rate limit quota
-exceeded"), ``delay`` seconds before answering, ``expire_tokens()`` (every
+exceeded"), ``delay`` seconds before answering, ``partial`` answers cut off
+half-way (the whole length announced, half the body sent, the connection
+closed: the next N answers), ``expire_tokens()`` (every
 token then answers 403, and its leases are gone), ``forget_tokens()`` (a
 restarted dev server), ``revoke_lease()``, ``remove_policies()``,
 ``stop()``/``start()`` (connection refused, same port). ``calls``/``timeline``
 record every request (method, path); ``logins`` the claims of every accepted
 login. The same controls are served under ``/_standin/`` for e2e (``POST``
 ``seal``, ``unseal``, ``standby``, ``active``, ``rate-limit``, ``unlimit``,
-``expire-tokens``, ``delay`` ``{"seconds"}``, ``down`` ``{"seconds"}``,
+``expire-tokens``, ``delay`` ``{"seconds"}``, ``partial`` ``{"count"}``,
+``down`` ``{"seconds"}``,
 ``kv2`` ``{"path", "data"}``, ``kv1`` ``{"path", "data"}``, ``reset-calls``;
 ``GET calls``). They are not part of Vault's API.
 
@@ -151,6 +155,7 @@ class VaultStandIn:
         self.standby = False
         self.rate_limited = False
         self.delay = 0.0
+        self.partial = 0  # how many of the next answers are cut off half-way
         self.logins: list[Json] = []  # claims of every accepted login
         self.calls: list[tuple[str, str]] = []
         self.timeline: list[tuple[float, str, str]] = []  # (time.time(), method, path)
@@ -256,6 +261,14 @@ class VaultStandIn:
         threading.Thread(target=self.stop, daemon=True).start()
         threading.Timer(seconds, self.start).start()
 
+    def cut_off(self) -> bool:
+        """Whether this answer is one of the ``partial`` ones."""
+        with self.lock:
+            if self.partial <= 0:
+                return False
+            self.partial -= 1
+            return True
+
     def times(self, method: str, prefix: str) -> list[float]:
         with self.lock:
             return [t for t, m, p in self.timeline if m == method and p.startswith(prefix)]
@@ -339,6 +352,8 @@ class VaultStandIn:
             self.rate_limited = action == "rate-limit"
         elif action == "delay":
             self.delay = float(body.get("seconds", 0))
+        elif action == "partial":
+            self.partial = int(body.get("count", 1))
         elif action == "down":
             self.down_for(float(body.get("seconds", 1)))
         elif action == "reset-calls":
@@ -688,6 +703,10 @@ def _handler(vault: VaultStandIn) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
+            if data and not url.path.startswith("/_standin/") and vault.cut_off():
+                self.wfile.write(data[: len(data) // 2])
+                self.close_connection = True
+                return
             self.wfile.write(data)
 
         do_GET = do_POST = do_PUT = do_LIST = _serve

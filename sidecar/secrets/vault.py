@@ -130,10 +130,16 @@ class VaultClient:
             conn.request(method, target, body=data, headers=headers)
             response = conn.getresponse()
             raw = response.read(MAX_ANSWER + 1)
+            if response.length:  # announced, never sent: read(n) returns what came
+                raise http.client.IncompleteRead(raw, response.length)
         except ssl.SSLCertVerificationError as exc:
             raise Unavailable(
                 f"Vault at {self.addr} ({where}): {exc.verify_message or exc}; its certificate "
                 f"must be signed by {self._trusted()}"
+            ) from exc
+        except http.client.IncompleteRead as exc:
+            raise Unavailable(
+                f"Vault at {self.addr} ({where}): answer cut off after {len(exc.partial)} bytes"
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise Unavailable(f"Vault at {self.addr} unreachable ({where}): {exc}") from exc

@@ -240,3 +240,28 @@ def test_deleted_and_missing_secrets_are_named(
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
     with pytest.raises(SourceError, match=r"no secret at secret/data/app/missing \(404\)"):
         agent.render_all(Deadline.after(1.5), StopEvent())
+
+
+def test_answers_cut_off_half_way_are_retried_not_taken_for_empty_ones(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    """Stand-in only: a connection closed half-way through an answer."""
+    vault.partial = 2  # two login answers: the agent logs in a third time
+    result = subprocess.run(
+        [
+            *SIDECAR,
+            "--init",
+            "--deadline",
+            "30s",
+            *args(vault, jwt_file, tmp_path, [KV], "--log-level", "warning"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "secrets" / "config").read_text() == "api_key: k-123\nregion: eu\n"
+    assert vault.count("POST", "/v1/auth/kubernetes/login") == 3
+    assert vault.count("GET", "/v1/secret/data/app/config") == 1
+    assert "(POST auth/kubernetes/login): answer cut off after " in result.stderr

@@ -6,6 +6,7 @@ running as a process. What a real Vault serves too is pinned against both in
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from standins.vault import VaultStandIn, make_jwt
+from tests.secrets.test_vault_api import BAD_TOKEN
 from tests.support import free_port, wait_for
 
 
@@ -106,6 +108,10 @@ def test_admin_controls_over_http(vault: VaultStandIn) -> None:
     assert call(vault, "GET", path, token)[0] == 403
     _status, answer = call(vault, "GET", "/_standin/calls")
     assert ["GET", path] in answer["calls"]
+    assert call(vault, "POST", "/_standin/partial", body={"count": 1})[0] == 204
+    with pytest.raises(http.client.IncompleteRead):
+        call(vault, "GET", path, token)  # half the answer, then the connection closes
+    assert call(vault, "GET", path, token) == (403, {"errors": [BAD_TOKEN]})  # whole again
     assert call(vault, "POST", "/_standin/nope") == (
         404,
         {"errors": ["unknown stand-in control 'nope'"]},
