@@ -107,45 +107,8 @@ class VaultClient:
     def call(
         self, method: str, path: str, token: str | None = None, body: Json | None = None
     ) -> Json:
-        conn: http.client.HTTPConnection
-        timeout = self.timeout
-        if self.deadline is not None:
-            timeout = max(0.05, min(timeout, self.deadline.remaining()))
-        if self._https:
-            conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=timeout, context=self._context
-            )
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-        headers = {"X-Vault-Request": "true", "Content-Type": "application/json"}
-        if token:
-            headers["X-Vault-Token"] = token
-        if self.namespace:
-            headers["X-Vault-Namespace"] = self.namespace
-        data = json.dumps(body).encode() if body is not None else None
         where = f"{method} {path}"
-        try:
-            route, mark, query = path.partition("?")
-            target = f"{self._prefix}/v1/{quote(route, safe='/')}{mark}{query}"
-            conn.request(method, target, body=data, headers=headers)
-            response = conn.getresponse()
-            raw = response.read(MAX_ANSWER + 1)
-            if response.length:  # announced, never sent: read(n) returns what came
-                raise http.client.IncompleteRead(raw, response.length)
-        except ssl.SSLCertVerificationError as exc:
-            raise Unavailable(
-                f"Vault at {self.addr} ({where}): {exc.verify_message or exc}; its certificate "
-                f"must be signed by {self._trusted()}"
-            ) from exc
-        except http.client.IncompleteRead as exc:
-            raise Unavailable(
-                f"Vault at {self.addr} ({where}): answer cut off after {len(exc.partial)} bytes"
-            ) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise Unavailable(f"Vault at {self.addr} unreachable ({where}): {exc}") from exc
-        finally:
-            conn.close()
-        status = response.status
+        status, raw = self._exchange(method, path, token, body, where)
         if status == 204:
             return {}
         if len(raw) > MAX_ANSWER:
@@ -169,6 +132,50 @@ class VaultClient:
         if status in (400, 405):
             raise Rejected(message, status, document)
         raise Unavailable(message, status, document)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        timeout = self.timeout
+        if self.deadline is not None:
+            timeout = max(0.05, min(timeout, self.deadline.remaining()))
+        if self._https:
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout, context=self._context
+            )
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def _exchange(
+        self, method: str, path: str, token: str | None, body: Json | None, where: str
+    ) -> tuple[int, bytes]:
+        """One request: (status, at most MAX_ANSWER + 1 bytes of the answer)."""
+        headers = {"X-Vault-Request": "true", "Content-Type": "application/json"}
+        if token:
+            headers["X-Vault-Token"] = token
+        if self.namespace:
+            headers["X-Vault-Namespace"] = self.namespace
+        data = json.dumps(body).encode() if body is not None else None
+        route, mark, query = path.partition("?")
+        target = f"{self._prefix}/v1/{quote(route, safe='/')}{mark}{query}"
+        conn = self._connection()
+        try:
+            conn.request(method, target, body=data, headers=headers)
+            response = conn.getresponse()
+            raw = response.read(MAX_ANSWER + 1)
+            if response.length:  # announced, never sent: read(n) returns what came
+                raise http.client.IncompleteRead(raw, response.length)
+        except ssl.SSLCertVerificationError as exc:
+            raise Unavailable(
+                f"Vault at {self.addr} ({where}): {exc.verify_message or exc}; its certificate "
+                f"must be signed by {self._trusted()}"
+            ) from exc
+        except http.client.IncompleteRead as exc:
+            raise Unavailable(
+                f"Vault at {self.addr} ({where}): answer cut off after {len(exc.partial)} bytes"
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise Unavailable(f"Vault at {self.addr} unreachable ({where}): {exc}") from exc
+        finally:
+            conn.close()
+        return response.status, raw
 
 
 def reasons(document: Json) -> str:
