@@ -3,8 +3,8 @@
 What ``e2e/kind.sh`` does with kubectl, for a cluster whose nodes already
 hold the images (the local node imports them; kind loads them): the CRD
 first, established, then ``kubectl apply --server-side -k
-manifests/overlays/e2e``; then the Vault stand-in and the injector
-Deployments become available, the operator patches the caBundle, and the API
+manifests/overlays/e2e``; then the real Vault, its set-up Job, the Vault
+stand-in and the injector become available, the operator patches the caBundle, and the API
 server calls the injector through its Service. ``uninstall`` deletes what
 was applied and waits until the namespaces are gone.
 
@@ -99,6 +99,18 @@ def wait_available(kube: Kube, namespace: str, name: str, timeout: float = TIMEO
         raise InstallError(f"{exc}\n{diagnosis(kube, namespace)}") from None
 
 
+def wait_complete(kube: Kube, namespace: str, name: str, timeout: float = TIMEOUT) -> None:
+    path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
+
+    def complete() -> bool:
+        return bool(kube.get(path).expect(200).get("status", {}).get("succeeded"))
+
+    try:
+        wait_for(complete, timeout, f"Job {namespace}/{name} to complete")
+    except KubeError as exc:
+        raise InstallError(f"{exc}\n{diagnosis(kube, namespace)}") from None
+
+
 def install(kube: Kube, kubectl: str, kubeconfig: str | None, overlay: Path) -> None:
     crds = [
         doc
@@ -117,6 +129,8 @@ def install(kube: Kube, kubectl: str, kubeconfig: str | None, overlay: Path) -> 
         str(overlay),
     )
     wait_available(kube, VAULT_NAMESPACE, "vault")
+    wait_available(kube, VAULT_NAMESPACE, "vault-standin")
+    wait_complete(kube, VAULT_NAMESPACE, "vault-setup")
     wait_available(kube, harness.INJECTOR_NAMESPACE, "sidecar-injector")
 
     def patched() -> bool:

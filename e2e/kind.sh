@@ -51,6 +51,9 @@ if [[ "${KIND_EXPERIMENTAL_PROVIDER:-docker}" == podman ]]; then
 else
   kind load docker-image "${IMAGES[@]}" --name "$KIND_CLUSTER"
 fi
+# The real Vault of the overlay: its binary (built from Go modules on first use)
+# as a local OCI archive; never pushed anywhere.
+kind load image-archive "$("$PYTHON" -m e2e.vault_image)" --name "$KIND_CLUSTER"
 
 # CRDs first, established, then everything (the SidecarProfile needs its CRD).
 kubectl apply --server-side -f manifests/base/crd.yaml
@@ -58,6 +61,8 @@ kubectl wait --for condition=Established --timeout=60s crd/sidecarprofiles.sidec
 kubectl apply --server-side -k manifests/overlays/e2e
 
 kubectl -n sidecar-e2e-vault rollout status deployment/vault --timeout=180s
+kubectl -n sidecar-e2e-vault rollout status deployment/vault-standin --timeout=180s
+kubectl -n sidecar-e2e-vault wait --for condition=Complete --timeout=180s job/vault-setup
 kubectl -n sidecar-injector rollout status deployment/sidecar-injector --timeout=180s
 # Ready replicas have loaded the certificate; wait until the leader has patched the caBundle.
 for _ in $(seq 1 60); do

@@ -37,7 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from e2e import cgroups, cluster, images, node_build, preflight
+from e2e import cgroups, cluster, images, node_build, preflight, vault_image
 from e2e.cluster import ClusterError, ClusterInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def prepare() -> tuple[dict[str, Path], list[Path]]:
     with ThreadPoolExecutor(max_workers=1) as pool:
         project = pool.submit(images.project_archives)
         binaries = node_build.ensure()
-        archives = images.infra_archives(binaries) + project.result()
+        archives = [*images.infra_archives(binaries), vault_image.archive(), *project.result()]
     return binaries, archives
 
 

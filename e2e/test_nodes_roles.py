@@ -1,4 +1,6 @@
-"""The secrets and config roles on a real node, with the in-cluster Vault stand-in.
+"""The secrets and config roles on a real node, with the real Vault in the cluster
+(the profile's; ``test_nodes_vault.py`` tests its logins) and, for dynamic
+credentials (no database runs in the cluster), the Vault stand-in.
 
 One pod with every role (proxy, secrets, config) under a pod ``fsGroup``,
 its app running as another user than the agents: the secret is on disk
@@ -155,7 +157,12 @@ def test_dynamic_secret_lease_is_renewed_while_the_pod_runs(
     # The stand-in's database role "short" gives 6-second leases (overlay config).
     pod = workloads.pod(
         "lease",
-        {"inject": "true", "secrets-role": "e2e", "secret-creds": "database/creds/short"},
+        {
+            "inject": "true",
+            "secrets-role": "e2e",
+            "secret-creds": "database/creds/short",
+            "secrets-vault-addr": "http://vault-standin.sidecar-e2e-vault.svc:8200",
+        },
     )
     workloads.apply(kubectl, namespace, pod)
     workloads.ready(kube, namespace, "lease")

@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from e2e import vault_image
 from injector.core.profiles import parse
 from injector.core.settings import DEFAULT_IMAGE
 from injector.operator import options as operator
@@ -282,7 +283,7 @@ def test_the_default_profile_is_the_default() -> None:
     assert "." in DEFAULT_IMAGE.split("/", 1)[0]
 
 
-def test_the_e2e_overlay_uses_local_images_and_the_vault_stand_in() -> None:
+def test_the_e2e_overlay_uses_local_images_a_real_vault_and_the_stand_in() -> None:
     deployment = next(
         d
         for d in of_kind("overlays/e2e", "Deployment")
@@ -293,11 +294,13 @@ def test_the_e2e_overlay_uses_local_images_and_the_vault_stand_in() -> None:
     assert container["imagePullPolicy"] == "Never"
     profile = one("overlays/e2e", "SidecarProfile")
     assert profile["spec"]["image"] == "sidecar-injector/sidecar:e2e"
-    vault = next(
-        d for d in of_kind("overlays/e2e", "Deployment") if d["metadata"]["name"] == "vault"
-    )
-    vault_container = vault["spec"]["template"]["spec"]["containers"][0]
-    assert vault_container["image"] == "sidecar-injector/vault-standin:e2e"
+    images = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]
+        for d in of_kind("overlays/e2e", "Deployment")
+    }
+    assert images["vault"]["image"] == vault_image.IMAGE  # the real one, a local archive
+    assert images["vault"]["imagePullPolicy"] == "Never"
+    assert images["vault-standin"]["image"] == "sidecar-injector/vault-standin:e2e"
     service = next(
         s for s in of_kind("overlays/e2e", "Service") if s["metadata"]["name"] == "vault"
     )
@@ -305,6 +308,16 @@ def test_the_e2e_overlay_uses_local_images_and_the_vault_stand_in() -> None:
         f"http://vault.{service['metadata']['namespace']}.svc:{service['spec']['ports'][0]['port']}"
     )
     assert profile["spec"]["vault"]["address"] == address
+
+
+def test_vault_is_never_shipped() -> None:
+    """Vault's licence lets our tests run it, not our images or manifests ship it."""
+    for overlay in ("base", "overlays/dev", "overlays/label-opt-in"):
+        assert "sidecar-e2e/vault" not in json.dumps(build(overlay))
+    for recipe in (ROOT / "images").glob("*"):
+        text = recipe.read_text()
+        assert "vault_build" not in text
+        assert "hashicorp" not in text.lower()
 
 
 def test_the_webhook_policy_binds_the_injector_account_to_its_own_configuration() -> None:
