@@ -188,17 +188,7 @@ def test_unreachable_vault_fails_the_init_container_within_its_deadline(
         restartPolicy="Never",
     )
     workloads.apply(kubectl, namespace, pod)
-    path = f"/api/v1/namespaces/{namespace}/pods/novault"
-
-    def init_failed() -> dict[str, object] | None:
-        statuses = kube.get(path).expect(200).get("status", {}).get("initContainerStatuses", [])
-        for status in statuses:
-            terminated = status.get("state", {}).get("terminated")
-            if status["name"] == "sidecar-secrets-init" and terminated:
-                return dict(terminated)
-        return None
-
-    terminated = workloads.eventually(init_failed, INIT_DEADLINE + 60, "the init container to end")
+    terminated = workloads.init_ended(kube, namespace, "novault", INIT_DEADLINE + 60)
     assert terminated["exitCode"] == 1
     message = str(terminated.get("message", ""))
     assert "unreachable" in message, message

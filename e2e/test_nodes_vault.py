@@ -53,17 +53,7 @@ def test_another_service_account_is_refused_with_the_reason(
 ) -> None:
     pod = workloads.pod("unbound", ANNOTATIONS, restartPolicy="Never")  # the default account
     workloads.apply(kubectl, namespace, pod)
-    path = f"/api/v1/namespaces/{namespace}/pods/unbound"
-
-    def init_ended() -> dict[str, object] | None:
-        statuses = kube.get(path).expect(200).get("status", {}).get("initContainerStatuses", [])
-        for status in statuses:
-            terminated = status.get("state", {}).get("terminated")
-            if status["name"] == "sidecar-secrets-init" and terminated:
-                return dict(terminated)
-        return None
-
-    terminated = workloads.eventually(init_ended, INIT_DEADLINE + 60, "the init container to end")
+    terminated = workloads.init_ended(kube, namespace, "unbound", INIT_DEADLINE + 60)
     assert terminated["exitCode"] == 1
     last = str(terminated.get("message", "")).strip().splitlines()[-1]
     assert last == (

@@ -283,6 +283,28 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def init_ended(
+    kube: Kube,
+    namespace: str,
+    pod_name: str,
+    timeout: float,
+    container: str = "sidecar-secrets-init",
+) -> dict[str, Any]:
+    """The ``terminated`` state of an init container, once it has ended."""
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod_name}"
+
+    def ended() -> dict[str, Any] | None:
+        statuses = kube.get(path).expect(200).get("status", {}).get("initContainerStatuses", [])
+        for status in statuses:
+            terminated = status.get("state", {}).get("terminated")
+            if status["name"] == container and terminated:
+                return dict(terminated)
+        return None
+
+    found: dict[str, Any] = eventually(ended, timeout, f"{container} of {pod_name} to end")
+    return found
+
+
 def eventually(check: Any, timeout: float, what: str) -> Any:
     """Poll check until it returns something truthy (then return it) or time runs out."""
     return wait_for(check, timeout, what, 0.2)

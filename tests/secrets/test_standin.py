@@ -20,36 +20,13 @@ from typing import Any
 import pytest
 
 from standins.vault import VaultStandIn, make_jwt
-from tests.secrets.test_vault_api import BAD_TOKEN
+from tests.secrets.test_vault_api import BAD_TOKEN, call
 from tests.support import free_port, wait_for
-
-
-def call(
-    vault: VaultStandIn | str,
-    method: str,
-    path: str,
-    token: str | None = None,
-    body: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, Any]]:
-    base = vault if isinstance(vault, str) else vault.addr
-    request = urllib.request.Request(
-        f"{base}{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={**({"X-Vault-Token": token} if token else {}), **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else {}
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
 
 
 def login(vault: VaultStandIn, role: str = "app", jwt: str | None = None) -> dict[str, Any]:
     status, answer = call(
-        vault, "POST", "/v1/auth/kubernetes/login", body={"role": role, "jwt": jwt or JWT}
+        vault.addr, "POST", "/v1/auth/kubernetes/login", body={"role": role, "jwt": jwt or JWT}
     )
     assert status == 200, answer
     auth: dict[str, Any] = answer["auth"]
@@ -61,15 +38,15 @@ JWT = make_jwt("app", "shop")
 
 def test_expired_jwt_is_refused_like_a_failed_token_review(vault: VaultStandIn) -> None:
     jwt = make_jwt("app", "shop", exp=int(time.time()) - 5)
-    got = call(vault, "POST", "/v1/auth/kubernetes/login", body={"role": "app", "jwt": jwt})
+    got = call(vault.addr, "POST", "/v1/auth/kubernetes/login", body={"role": "app", "jwt": jwt})
     assert got == (403, {"errors": ["permission denied"]})
 
 
 def test_non_renewable_lease_refuses_renewal(vault: VaultStandIn) -> None:
     vault.add_database_role("app", default_ttl=60, renewable=False)
     token = login(vault)["client_token"]
-    lease_id = call(vault, "GET", "/v1/database/creds/app", token)[1]["lease_id"]
-    assert call(vault, "PUT", "/v1/sys/leases/renew", token, body={"lease_id": lease_id}) == (
+    lease_id = call(vault.addr, "GET", "/v1/database/creds/app", token)[1]["lease_id"]
+    assert call(vault.addr, "PUT", "/v1/sys/leases/renew", token, body={"lease_id": lease_id}) == (
         400,
         {"errors": ["lease is not renewable"]},
     )
@@ -79,54 +56,56 @@ def test_faults_and_namespace(vault: VaultStandIn) -> None:
     token = login(vault)["client_token"]
     path = "/v1/secret/data/app/config"
     vault.sealed = True
-    assert call(vault, "GET", path, token) == (503, {"errors": ["Vault is sealed"]})
+    assert call(vault.addr, "GET", path, token) == (503, {"errors": ["Vault is sealed"]})
     vault.sealed, vault.standby = False, True
-    assert call(vault, "GET", path, token) == (429, {"errors": ["node is in standby mode"]})
+    assert call(vault.addr, "GET", path, token) == (429, {"errors": ["node is in standby mode"]})
     vault.standby, vault.rate_limited = False, True
-    status, answer = call(vault, "GET", path, token)
+    status, answer = call(vault.addr, "GET", path, token)
     assert status == 429
     assert "rate limit quota exceeded" in answer["errors"][0]
     vault.rate_limited = False
     vault.state.namespace = "team-a"
-    assert call(vault, "GET", path, token)[0] == 403
-    assert call(vault, "GET", path, token, headers={"X-Vault-Namespace": "team-a"})[0] == 200
+    assert call(vault.addr, "GET", path, token)[0] == 403
+    assert call(vault.addr, "GET", path, token, headers={"X-Vault-Namespace": "team-a"})[0] == 200
     assert vault.namespaces_seen[-1] == "team-a"
 
 
 def test_admin_controls_over_http(vault: VaultStandIn) -> None:
     token = login(vault)["client_token"]
     path = "/v1/secret/data/app/config"
-    assert call(vault, "POST", "/_standin/seal") == (204, {})
-    assert call(vault, "GET", path, token)[0] == 503
-    assert call(vault, "POST", "/_standin/unseal")[0] == 204
-    assert call(vault, "POST", "/_standin/rate-limit")[0] == 204
-    assert call(vault, "GET", path, token)[0] == 429
-    assert call(vault, "POST", "/_standin/unlimit")[0] == 204
-    assert call(vault, "POST", "/_standin/kv2", body={"path": "app/config", "data": {"a": "b"}})
-    assert call(vault, "GET", path, token)[1]["data"]["data"] == {"a": "b"}
-    assert call(vault, "POST", "/_standin/expire-tokens")[0] == 204
-    assert call(vault, "GET", path, token)[0] == 403
-    _status, answer = call(vault, "GET", "/_standin/calls")
+    assert call(vault.addr, "POST", "/_standin/seal") == (204, {})
+    assert call(vault.addr, "GET", path, token)[0] == 503
+    assert call(vault.addr, "POST", "/_standin/unseal")[0] == 204
+    assert call(vault.addr, "POST", "/_standin/rate-limit")[0] == 204
+    assert call(vault.addr, "GET", path, token)[0] == 429
+    assert call(vault.addr, "POST", "/_standin/unlimit")[0] == 204
+    assert call(
+        vault.addr, "POST", "/_standin/kv2", body={"path": "app/config", "data": {"a": "b"}}
+    )
+    assert call(vault.addr, "GET", path, token)[1]["data"]["data"] == {"a": "b"}
+    assert call(vault.addr, "POST", "/_standin/expire-tokens")[0] == 204
+    assert call(vault.addr, "GET", path, token)[0] == 403
+    _status, answer = call(vault.addr, "GET", "/_standin/calls")
     assert ["GET", path] in answer["calls"]
-    assert call(vault, "POST", "/_standin/partial", body={"count": 1})[0] == 204
+    assert call(vault.addr, "POST", "/_standin/partial", body={"count": 1})[0] == 204
     with pytest.raises(http.client.IncompleteRead):
-        call(vault, "GET", path, token)  # half the answer, then the connection closes
-    assert call(vault, "GET", path, token) == (403, {"errors": [BAD_TOKEN]})  # whole again
-    assert call(vault, "POST", "/_standin/nope") == (
+        call(vault.addr, "GET", path, token)  # half the answer, then the connection closes
+    assert call(vault.addr, "GET", path, token) == (403, {"errors": [BAD_TOKEN]})  # whole again
+    assert call(vault.addr, "POST", "/_standin/nope") == (
         404,
         {"errors": ["unknown stand-in control 'nope'"]},
     )
-    assert call(vault, "POST", "/_standin/down", body={"seconds": 1})[0] == 204
+    assert call(vault.addr, "POST", "/_standin/down", body={"seconds": 1})[0] == 204
 
     def refused() -> bool:
         try:
-            call(vault, "GET", "/_standin/calls")
+            call(vault.addr, "GET", "/_standin/calls")
         except urllib.error.URLError as exc:
             return isinstance(exc.reason, ConnectionRefusedError)
         return False
 
     wait_for(refused, timeout=5, what="connection refused while down")
-    wait_for(lambda: call(vault, "GET", "/_standin/calls")[0] == 200, what="back up")
+    wait_for(lambda: call(vault.addr, "GET", "/_standin/calls")[0] == 200, what="back up")
 
 
 @pytest.fixture

@@ -30,12 +30,14 @@ def call(
     path: str,
     token: str | None = None,
     body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    """One request to the Vault at base: (status, its JSON answer)."""
     request = urllib.request.Request(
         f"{base}{path}",
         method=method,
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"X-Vault-Token": token} if token else {},
+        headers={**({"X-Vault-Token": token} if token else {}), **(headers or {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
