@@ -10,6 +10,7 @@
 2. The injector's own settings document (one mapping without ``kind``)::
 
        clusterVersion: "1.30"          # optional: render for this release
+       clusterDomain: cluster.local    # optional: the kubelet's --cluster-domain
        injectorNamespace: sidecar-injector
        defaultProfile: default
        profiles:
@@ -27,14 +28,15 @@ from typing import Any
 
 from injector.cli.yamlfile import read_yaml
 from injector.core.profiles import GROUP, KIND, VERSION, ProfileStore
-from injector.core.settings import Settings
+from injector.core.settings import Settings, parse_cluster_domain
 from injector.core.specs import settings_from_spec
 from injector.errors import ConfigError
 
+RESOLV_CONF = Path("/etc/resolv.conf")
 API_VERSION = f"{GROUP}/{VERSION}"
 SHAPES = (
     f"--config takes SidecarProfile manifests ({API_VERSION}) or one settings document "
-    "(clusterVersion, injectorNamespace, defaultProfile, profiles)"
+    "(clusterVersion, clusterDomain, injectorNamespace, defaultProfile, profiles)"
 )
 
 
@@ -84,3 +86,24 @@ def _profiles(documents: list[Any], where: str) -> list[Mapping[str, Any]]:
         names.add(name)
         found.append(document)
     return found
+
+
+def resolver_domain(path: Path = RESOLV_CONF) -> str | None:
+    """The cluster domain a pod's resolver names: the kubelet writes the search
+    list ``NS.svc.DOMAIN svc.DOMAIN DOMAIN``. None outside a pod, or when the
+    file says nothing usable."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()[:200]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if fields[:1] != ["search"]:
+            continue
+        for entry in fields[1:]:
+            if entry.startswith("svc."):
+                try:
+                    return parse_cluster_domain(entry.removeprefix("svc."))
+                except ConfigError:
+                    return None
+    return None

@@ -1,7 +1,7 @@
 """``sidecar-injector serve | inject | explain | annotations | version``.
 
-Configuration (``--config``, ``--cluster-version``, ``--injector-namespace``)
-is read once here and passed down as a frozen ``Settings``. An
+Configuration (``--config``, ``--cluster-version``, ``--cluster-domain``,
+``--injector-namespace``) is read once here and passed down as a frozen ``Settings``. An
 ``InjectorError`` becomes one line on stderr and an exit code (1: a pod was
 denied, 2: bad usage or configuration), never a traceback.
 """
@@ -20,7 +20,12 @@ from contract.reference import annotation_table, annotation_text
 from contract.units import parse_address
 from injector import __version__
 from injector.cli import config_file, offline
-from injector.core.settings import NATIVE_SIDECARS_SINCE, Settings, parse_version
+from injector.core.settings import (
+    NATIVE_SIDECARS_SINCE,
+    Settings,
+    parse_cluster_domain,
+    parse_version,
+)
 from injector.errors import ConfigError, InjectorError
 from injector.operator import mesh_options
 
@@ -186,6 +191,12 @@ def config_options(p: argparse.ArgumentParser, *, offline: bool) -> None:
         "--injector-namespace",
         help="The injector's own namespace, whose pods are never injected [sidecar-injector].",
     )
+    domain_default = "cluster.local" if offline else "/etc/resolv.conf's, else cluster.local"
+    p.add_argument(
+        "--cluster-domain",
+        help="The cluster's DNS domain (the kubelet's --cluster-domain), for NO_PROXY of "
+        f"proxy-egress [{domain_default}].",
+    )
 
 
 def operator_options(serve: argparse.ArgumentParser) -> None:
@@ -241,6 +252,10 @@ def load_settings(args: argparse.Namespace) -> tuple[Settings, str]:
     changes: dict[str, Any] = {}
     if args.injector_namespace:
         changes["injector_namespace"] = args.injector_namespace
+    if args.cluster_domain:
+        changes["cluster_domain"] = parse_cluster_domain(args.cluster_domain)
+    elif settings.cluster_domain is None and args.command == "serve":
+        changes["cluster_domain"] = config_file.resolver_domain()  # the injector's own pod
     if args.cluster_version:
         changes["cluster_version"] = parse_version(args.cluster_version)
         origin = f"--cluster-version {args.cluster_version}"

@@ -222,7 +222,8 @@ def _inject(
     check_ports(spec, plan)  # every container of the user's, every port of ours
     _check_collisions(app_containers + user_inits, user_volumes, added.all, new_volumes, plan)
     mounts = cast("list[VolumeMount]", c.app_mounts(plan))
-    env = traffic.egress_env() if plan.traffic.egress and plan.role("proxy") else []
+    egress = plan.traffic.egress and plan.role("proxy")
+    env = traffic.egress_env(plan.traffic.cluster_domain) if egress else []
     if mounts or env:
         app_containers = [
             _with(x, mounts, env) if x.get("name") in plan.app_containers else x

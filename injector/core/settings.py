@@ -14,6 +14,7 @@ otherwise.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,6 +33,9 @@ DEFAULT_IMAGE = "ghcr.io/sidecar-injector/sidecar:" + __version__
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 NATIVE_SIDECARS_SINCE = (1, 29)
 PULL_POLICIES = ("IfNotPresent", "Always", "Never")
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+CLUSTER_DOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
 
 
 def cpu(text: str) -> Quantity:
@@ -164,6 +168,9 @@ class Settings:
     # auto` renders classic sidecars (older API servers drop restartPolicy).
     cluster_version: tuple[int, int] | None = None
     injector_namespace: str = "sidecar-injector"
+    # The cluster's DNS domain (kubelet --cluster-domain): NO_PROXY's in-cluster
+    # suffixes for proxy-egress. None: not known, cluster.local is assumed.
+    cluster_domain: str | None = None
     excluded_namespaces: frozenset[str] = SYSTEM_NAMESPACES
     version: str = __version__
 
@@ -188,6 +195,11 @@ class Settings:
     def native_sidecars_supported(self) -> bool:
         return self.cluster_version is not None and self.cluster_version >= NATIVE_SIDECARS_SINCE
 
+    @property
+    def domain(self) -> str:
+        """The cluster's DNS domain, cluster.local when not known."""
+        return self.cluster_domain or DEFAULT_CLUSTER_DOMAIN
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -204,6 +216,17 @@ def parse_version(text: object) -> tuple[int, int]:
             f"cluster version {text!r} is not a Kubernetes version such as 1.29 or v1.30.2"
         ) from None
     return major, minor
+
+
+def parse_cluster_domain(text: object) -> str:
+    """``"cluster.local"``, ``"corp.example"`` (a trailing dot is dropped)."""
+    value = str(text).strip().rstrip(".").lower()
+    if len(value) > 253 or not CLUSTER_DOMAIN.fullmatch(value):
+        raise ConfigError(
+            f"cluster domain {str(text)[:80]!r} is not a DNS domain such as cluster.local "
+            "(lowercase letters, digits, '-' and '.'; the kubelet's --cluster-domain)"
+        )
+    return value
 
 
 def image_registry(image: str) -> str:

@@ -27,6 +27,7 @@ from injector.core.settings import (
     Profile,
     Resources,
     Settings,
+    parse_cluster_domain,
     parse_version,
 )
 from injector.errors import ConfigError
@@ -40,7 +41,13 @@ OWN_KEYS = (
     "allowedRegistries",
     "namespaces",
 )
-SETTINGS_KEYS = ("clusterVersion", "injectorNamespace", "defaultProfile", "profiles")
+SETTINGS_KEYS = (
+    "clusterVersion",
+    "clusterDomain",
+    "injectorNamespace",
+    "defaultProfile",
+    "profiles",
+)
 
 
 def _sections() -> dict[str, tuple[str, ...]]:
@@ -70,8 +77,9 @@ def only(spec: object, where: str, keys: tuple[str, ...]) -> Mapping[str, Any]:
 
 
 def settings_from_spec(spec: Mapping[str, Any]) -> Settings:
-    """A ``--config`` document: ``{clusterVersion, injectorNamespace,
-    defaultProfile, profiles: {NAME: PROFILE_SPEC}}``, every key optional."""
+    """A ``--config`` document: ``{clusterVersion, clusterDomain,
+    injectorNamespace, defaultProfile, profiles: {NAME: PROFILE_SPEC}}``,
+    every key optional."""
     only(spec, "config", SETTINGS_KEYS)
     profiles_spec = spec.get("profiles") or {"default": {}}
     if not isinstance(profiles_spec, Mapping):
@@ -80,10 +88,12 @@ def settings_from_spec(spec: Mapping[str, Any]) -> Settings:
         str(name): profile_from_spec(str(name), body or {}) for name, body in profiles_spec.items()
     }
     version = spec.get("clusterVersion")
+    domain = spec.get("clusterDomain")
     return Settings(
         profiles=MappingProxyType(profiles),
         default_profile=str(spec.get("defaultProfile", "default")),
         cluster_version=parse_version(version) if version is not None else None,
+        cluster_domain=parse_cluster_domain(domain) if domain is not None else None,
         injector_namespace=str(spec.get("injectorNamespace", "sidecar-injector")),
     )
 

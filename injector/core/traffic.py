@@ -26,7 +26,7 @@ from typing import Any
 from contract import capture, layout, proxy
 from contract.knobs import Values
 from contract.units import Network, PortRange, format_port_ranges
-from injector.core.settings import Resources, cpu, memory
+from injector.core.settings import DEFAULT_CLUSTER_DOMAIN, Resources, cpu, memory
 from injector.errors import InjectionDenied
 
 # The init container runs Python and iptables once: a small request, and a
@@ -39,7 +39,6 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 EGRESS_VARIABLES = frozenset(
     {POD_IPS_VARIABLE, *PROXY_VARIABLES, *(name.lower() for name in PROXY_VARIABLES)}
 )
-CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
 FORWARD_PROXY = f"http://127.0.0.1:{layout.EGRESS_PORT}"
 
 
@@ -52,6 +51,7 @@ class Traffic:
     inbound_ports: tuple[PortRange, ...] | None = None  # None: every port; (): none
     exclusions_asked: tuple[str, ...] = ()  # the pod's capture annotations
     app_ports: tuple[int, ...] = ()  # the TCP ports the app containers declare
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN  # NO_PROXY's in-cluster suffixes
 
     def ports(self) -> dict[int, str]:
         """Port -> what of these modes listens there."""
@@ -209,20 +209,21 @@ def _egress_denials(app: Sequence[Mapping[str, Any]]) -> list[str]:
     return denials
 
 
-def egress_env() -> list[dict[str, Any]]:
+def cluster_suffixes(domain: str) -> tuple[str, ...]:
+    """NO_PROXY's in-cluster name suffixes for the cluster domain ``domain``."""
+    return (".svc", f".svc.{domain}", f".{domain}")
+
+
+# NO_PROXY as egress_env writes it, up to the cluster's suffixes.
+NO_PROXY_HEAD = f"localhost,127.0.0.1,::1,$({POD_IPS_VARIABLE}),$(KUBERNETES_SERVICE_HOST),"
+
+
+def egress_env(domain: str = DEFAULT_CLUSTER_DOMAIN) -> list[dict[str, Any]]:
     """The app containers' proxy variables: HTTP and HTTPS through the proxy,
     except localhost, the pod's own addresses, the API server and in-cluster
-    names (both spellings: curl reads only the lowercase ones)."""
-    no_proxy = ",".join(
-        [
-            "localhost",
-            "127.0.0.1",
-            "::1",
-            f"$({POD_IPS_VARIABLE})",
-            "$(KUBERNETES_SERVICE_HOST)",
-            *CLUSTER_SUFFIXES,
-        ]
-    )
+    names of the cluster domain ``domain`` (both spellings: curl reads only the
+    lowercase ones)."""
+    no_proxy = NO_PROXY_HEAD + ",".join(cluster_suffixes(domain))
     values = {"HTTP_PROXY": FORWARD_PROXY, "HTTPS_PROXY": FORWARD_PROXY, "NO_PROXY": no_proxy}
     env: list[dict[str, Any]] = [
         {"name": POD_IPS_VARIABLE, "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}
@@ -264,8 +265,13 @@ def _added(entry: Any, names: AbstractSet[str]) -> bool:
     if name == POD_IPS_VARIABLE:
         field_ref = _mapping(_mapping(entry.get("valueFrom")).get("fieldRef"))
         return field_ref.get("fieldPath") == "status.podIPs"
+    if "valueFrom" in entry:
+        return False
+    value = entry.get("value")
+    if name.upper() == "NO_PROXY":  # whatever the cluster domain was when it was added
+        return isinstance(value, str) and value.startswith(NO_PROXY_HEAD)
     ours = {e["name"]: e.get("value") for e in egress_env()}
-    return entry.get("value") == ours[name] and "valueFrom" not in entry
+    return bool(value == ours[name])
 
 
 def describe(traffic: Traffic) -> dict[str, Any]:
@@ -288,7 +294,7 @@ def describe(traffic: Traffic) -> dict[str, Any]:
             "HTTP_PROXY": FORWARD_PROXY,
             "HTTPS_PROXY": FORWARD_PROXY,
             "NO_PROXY": "localhost, the pod's addresses, the API server, "
-            + ", ".join(CLUSTER_SUFFIXES),
+            + ", ".join(cluster_suffixes(traffic.cluster_domain)),
         }
     return plan
 

@@ -5,16 +5,21 @@ and the proxy container is told to serve captured traffic. No namespace needed."
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from contract import capture, proxy
 from contract.layout import CAPTURE_INIT_CONTAINER, PROXY_CONTAINER
+from injector.cli.config_file import resolver_domain
+from injector.cli.main import main as cli_main
 from injector.core.model import NamespaceInfo
 from injector.core.render import render
 from injector.core.settings import Settings
 from injector.core.specs import settings_from_spec
+from injector.errors import ConfigError
 from sidecar.capture.settings import load
 from tests import kubelet
 from tests.capture.world import container, rendered
@@ -105,3 +110,72 @@ def test_reinjecting_a_stored_egress_pod_takes_out_exactly_what_was_added() -> N
     again = render(stored, NamespaceInfo("shop"), Settings())
     names = [e["name"] for e in container(dict(again.pod["spec"]), "app")["env"]]
     assert names == [e["name"] for e in container(first["spec"], "app")["env"]]
+
+
+def _no_proxy(spec: dict[str, Any]) -> list[str]:
+    env = container(spec, "app")["env"]
+    values = [e["value"] for e in env if e["name"] in ("NO_PROXY", "no_proxy")]
+    assert len(values) == 2
+    assert values[0] == values[1]
+    return str(values[0]).split(",")
+
+
+def test_no_proxy_names_the_cluster_domain_of_the_settings() -> None:
+    pod = render_pod({"proxy-egress": "http-proxy"})
+    assert _no_proxy(pod["spec"])[-3:] == [".svc", ".svc.cluster.local", ".cluster.local"]
+    corp = settings_from_spec({"clusterDomain": "Corp.Example."})
+    again = render(copy.deepcopy(pod), NamespaceInfo("shop"), corp)
+    spec = dict(again.pod["spec"])
+    # Re-injected under another domain: the old NO_PROXY is replaced, not kept beside.
+    assert _no_proxy(spec)[-3:] == [".svc", ".svc.corp.example", ".corp.example"]
+    assert [e["name"] for e in container(spec, "app")["env"]].count("NO_PROXY") == 1
+
+
+@pytest.mark.parametrize("domain", ["", "cluster..local", "-corp.example", "a b", "x" * 254])
+def test_a_cluster_domain_that_is_no_dns_domain_is_refused(domain: str) -> None:
+    with pytest.raises(ConfigError, match=r"is not a DNS domain such as cluster\.local"):
+        settings_from_spec({"clusterDomain": domain})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("search shop.svc.corp.example svc.corp.example corp.example\nnameserver 10.0.0.10\n",
+         "corp.example"),
+        ("nameserver 10.0.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n",
+         "cluster.local"),
+        ("search example.org\nnameserver 192.0.2.1\n", None),  # not in a pod
+        ("search svc.\n", None),
+        ("", None),
+    ],
+)  # fmt: skip
+def test_serve_reads_the_cluster_domain_from_its_pods_resolver(
+    tmp_path: Path, text: str, expected: str | None
+) -> None:
+    path = tmp_path / "resolv.conf"
+    path.write_text(text)
+    assert resolver_domain(path) == expected
+    assert resolver_domain(tmp_path / "missing") is None
+
+
+def test_inject_takes_cluster_domain_from_the_command_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "shop",
+            "annotations": {
+                "sidecar.example.io/inject": "true",
+                "sidecar.example.io/proxy-egress": "http-proxy",
+            },
+        },
+        "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
+    }
+    (tmp_path / "pod.yaml").write_text(json.dumps(pod))
+    args = ["inject", "-f", str(tmp_path / "pod.yaml"), "--cluster-domain", "corp.example"]
+    assert cli_main(args) == 0
+    assert ".svc.corp.example,.corp.example" in capsys.readouterr().out
+    assert cli_main([*args[:-1], "corp_example"]) == 2
+    assert "cluster domain 'corp_example' is not a DNS domain" in capsys.readouterr().err
