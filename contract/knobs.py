@@ -205,7 +205,11 @@ class Values:
         return base.with_values(self._data)
 
     def only(self, knobs: tuple[Knob[Any], ...]) -> Values:
-        wanted = set(knobs)
+        wanted = _WANTED.get(knobs)
+        if wanted is None:  # a role's rows: a handful of tuples, each made once
+            wanted = frozenset(knobs)
+            if len(_WANTED) < 64:
+                _WANTED[knobs] = wanted
         return Values({k: v for k, v in self._data.items() if k in wanted})
 
     def __eq__(self, other: object) -> bool:
@@ -228,6 +232,7 @@ def environment(role: Role, values: Values) -> list[tuple[str, str]]:
 
 
 _VARIABLES: dict[int, tuple[tuple[Knob[Any], str], ...]] = {}
+_WANTED: dict[tuple[Knob[Any], ...], frozenset[Knob[Any]]] = {}
 
 
 def _variables(role: Role) -> tuple[tuple[Knob[Any], str], ...]:

@@ -129,7 +129,10 @@ def format_secrets(specs: tuple[SecretSpec, ...]) -> str:
         if spec.mode is not None:
             item["mode"] = f"0{spec.mode:o}"
         items.append(item)
-    return json.dumps(items, separators=(",", ":"))
+    return _COMPACT.encode(items)
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps(..., separators) makes one a call
 
 
 SECRETS = Value(SECRETS_HELP, parse_secrets, format_secrets)

@@ -12,6 +12,7 @@ Defaults that depend on the profile or the pod are resolved later, in
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -118,10 +119,8 @@ def opted_out(annotations: Mapping[str, Any]) -> bool:
 
 
 class _Parser:
-    def __init__(self, annotations: Mapping[str, Any]) -> None:
-        self.raw: dict[str, Any] = {
-            k[len(PREFIX) :]: v for k, v in annotations.items() if k.startswith(PREFIX)
-        }
+    def __init__(self, ours: tuple[tuple[str, Any], ...]) -> None:
+        self.raw: dict[str, Any] = {k[len(PREFIX) :]: v for k, v in ours}
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.used: set[str] = set()
@@ -166,10 +165,32 @@ _BY_KEY: Mapping[str, Knob[Any]] = MappingProxyType(
 )
 
 
+# A Deployment's replicas carry the same annotations: each set of ours is parsed
+# once (a pure function of them). Bounded: at most MEMO_ENTRIES sets, each of at
+# most MEMO_BYTES; larger sets and sets that are denied are parsed every time.
+MEMO_ENTRIES = 256
+MEMO_BYTES = 8 * 1024
+
+
 def parse_annotations(annotations: Mapping[str, Any]) -> PodRequest:
     """Parse our annotations; raise ``InjectionDenied`` naming every invalid value
     (unless the pod says ``inject: "false"``: it opted out, so nothing is denied)."""
-    p = _Parser(annotations)
+    ours = tuple((k, v) for k, v in annotations.items() if k.startswith(PREFIX))
+    size = 0
+    for key, value in ours:
+        if type(value) is not str:
+            return _parse(ours)
+        size += len(key) + len(value)
+    return _memo(ours) if size <= MEMO_BYTES else _parse(ours)
+
+
+@functools.lru_cache(maxsize=MEMO_ENTRIES)
+def _memo(ours: tuple[tuple[str, str], ...]) -> PodRequest:
+    return _parse(ours)
+
+
+def _parse(ours: tuple[tuple[str, Any], ...]) -> PodRequest:
+    p = _Parser(ours)
     found: dict[Knob[Any], object] = {}
     for key, knob in _BY_KEY.items():  # in the catalogue's order (errors, warnings)
         if key in p.raw:

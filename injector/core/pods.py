@@ -204,6 +204,15 @@ def _is_mapping(value: Any) -> bool:
     return type(value) is dict or isinstance(value, Mapping)
 
 
+def _all_mappings(items: list[Any]) -> bool:
+    """Every item a mapping: decoded JSON's plain dicts in one C-level pass (a
+    pod's env lists are long), the ABC check only when another type is there."""
+    return set(map(type, items)) <= _DICT or all(map(_is_mapping, items))
+
+
+_DICT = frozenset((dict,))
+
+
 def check_pod(obj: Any, where: str) -> Pod:
     """``obj`` if it has the shape of a pod in every field the injector reads; else
     ``NotAPod`` naming the field (``where``: "request.object", "spec.template", or ""
@@ -246,7 +255,7 @@ def _check_items(items: Any, where: str) -> None:
     for item in items:
         for sub in ("volumeMounts", "ports", "env"):
             value = item.get(sub, [])
-            if not isinstance(value, list) or not all(map(_is_mapping, value)):
+            if not isinstance(value, list) or not _all_mappings(value):
                 raise NotAPod(f"{where}[].{sub}: expected a list of objects")
         if not isinstance(item.get("securityContext", {}), Mapping):
             raise NotAPod(f"{where}[].securityContext: expected an object")

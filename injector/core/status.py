@@ -137,4 +137,7 @@ class Status:
             data["shareProcessNamespace"] = True
         if self.default_container:
             data["defaultContainer"] = True
-        return json.dumps(data, separators=(",", ":"))
+        return _COMPACT.encode(data)
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps(..., separators) makes one a call

@@ -17,7 +17,6 @@ from the rows of ``contract.capture``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -78,9 +77,8 @@ def plan(
     naming every combination that cannot work. ``asked``: the rows the pod set
     (its annotations); ``proxy_values``: the proxy's, None without a proxy."""
     refused = proxy_refused(asked) if proxy_values is None else None
-    traffic = from_values(proxy_values or Values(), capture_values, asked)
     ports = tuple(_declared_ports(app))
-    traffic = dataclasses.replace(traffic, app_ports=ports)
+    traffic = from_values(proxy_values or Values(), capture_values, asked, ports)
     denials, warnings = check(
         traffic,
         app=app,
@@ -104,9 +102,11 @@ def _declared_ports(app: Sequence[Mapping[str, Any]]) -> list[int]:
     return found
 
 
-def from_values(proxy_values: Values, capture_values: Values, asked: Values) -> Traffic:
+def from_values(
+    proxy_values: Values, capture_values: Values, asked: Values, app_ports: tuple[int, ...] = ()
+) -> Traffic:
     """The modes from the proxy's and the capture rows' values; ``asked``: the
-    rows the pod itself set (its annotations)."""
+    rows the pod itself set (its annotations); ``app_ports``: the app's TCP ports."""
     return Traffic(
         capture=proxy_values.get(proxy.CAPTURE) == "iptables",
         egress=proxy_values.get(proxy.EGRESS) == "http-proxy",
@@ -116,6 +116,7 @@ def from_values(proxy_values: Values, capture_values: Values, asked: Values) -> 
         exclusions_asked=tuple(
             layout.PREFIX + (k.annotation or "") for k in capture.EXCLUSIONS if k in asked
         ),
+        app_ports=app_ports,
     )
 
 

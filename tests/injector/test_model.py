@@ -7,6 +7,7 @@ import pytest
 from contract import config, proxy
 from contract.layout import PREFIX
 from contract.units import Rate
+from injector.core import model
 from injector.core.model import NamespaceInfo, parse_annotations
 from injector.errors import InjectionDenied
 
@@ -76,3 +77,21 @@ def test_namespace_label() -> None:
     assert default is None
     assert warning is not None
     assert "enabled or disabled" in warning
+
+
+def test_a_set_of_annotations_is_parsed_once_and_only_that_set() -> None:
+    """Replicas share annotations: the second parse is the first's result; a set
+    differing in one value, or not ours, is its own; a denial is never kept."""
+    first = parse_annotations({**a(inject="true", proxy_timeout="5s"), "team": "x"})
+    again = parse_annotations({**a(inject="true", proxy_timeout="5s"), "team": "y"})
+    other = parse_annotations(a(inject="true", proxy_timeout="6s"))
+    assert again is first
+    assert other.values.get(proxy.TIMEOUT) == 6.0
+    assert first.values.get(proxy.TIMEOUT) == 5.0
+    for _ in range(2):
+        with pytest.raises(InjectionDenied, match="proxy-retries"):
+            parse_annotations(a(inject="true", proxy_retries="lots"))
+    big = a(inject="true", config_source="configmap:x", config_path="/" + "p" * model.MEMO_BYTES)
+    assert parse_annotations(big) is not parse_annotations(big)
+    assert parse_annotations(big) == parse_annotations(big)
+    assert model._memo.cache_info().maxsize == model.MEMO_ENTRIES
