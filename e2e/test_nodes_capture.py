@@ -55,16 +55,29 @@ def serve(connection):
 while True:
     threading.Thread(target=serve, args=(server.accept()[0],), daemon=True).start()
 """
-# Client-first and not HTTP: the proxy passes it through as TCP.
+# Client-first and not HTTP: the proxy passes it through as TCP. It reads the
+# echo before closing: a client that half-closes at once, before the proxy's
+# listener filters have looked at its bytes, is closed by Envoy (README).
 TCP_CLIENT = r"""
 import socket, sys
+message = sys.argv[3].encode()
 with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30) as s:
-    s.sendall(sys.argv[3].encode())
-    s.shutdown(socket.SHUT_WR)
+    s.sendall(message)
     got = b""
-    while data := s.recv(4096):
+    while len(got) < len(message) and (data := s.recv(4096)):
         got += data
 print(got.decode())
+"""
+# The capture init container's command again, between two looks at the rules
+# (chain counters left out: they move with the traffic).
+RERUN = r"""
+import json, re, subprocess, sys
+def rules():
+    out = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    return [re.sub(r" \[\d+:\d+\]$", "", l) for l in out.splitlines() if l[:1] not in ("#", "")]
+before = rules()
+code = subprocess.run(sys.argv[1:]).returncode
+print(json.dumps({"before": before, "code": code, "after": rules()}), flush=True)
 """
 # What an unchanged app does with HTTP_PROXY / NO_PROXY: urllib's default opener.
 URLLIB_CLIENT = r"""
@@ -101,20 +114,6 @@ class Captured:
         return str(result["body"])
 
 
-def _service(name: str, *ports: tuple[int, int]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {
-            "selector": {"app": name},
-            "ports": [
-                {"name": f"p{port}", "port": port, "targetPort": target} for port, target in ports
-            ],
-        },
-    }
-
-
 def _cluster_ip(kube: Kube, namespace: str, name: str) -> str:
     service = kube.get(f"/api/v1/namespaces/{namespace}/services/{name}").expect(200)
     return str(service["spec"]["clusterIP"])
@@ -148,6 +147,11 @@ def captured(kube: Kube, kubectl: str, injector: Injector) -> Iterator[Captured]
                 workloads.container("tcp", TCP_ECHO, ports=[{"containerPort": 7000}]),
             ],
         )
+        other_service = workloads.service("other", 8080, 9090)
+        other_service["spec"]["ports"] = [
+            {"name": "http", "port": 9090, "targetPort": 8080},
+            {"name": "tcp", "port": 7000, "targetPort": 7000},
+        ]
         shop = workloads.pod(
             "shop",
             {"inject": "true", "proxy-capture": "iptables", "proxy-retries": "2"},
@@ -159,7 +163,7 @@ def captured(kube: Kube, kubectl: str, injector: Injector) -> Iterator[Captured]
             workloads.pod("echo", {"inject": "false"}),
             workloads.service("echo", 8080),
             other,
-            _service("other", (9090, 8080), (7000, 7000)),
+            other_service,
             shop,
             workloads.service("shop", 8080),
         )
@@ -269,6 +273,45 @@ def test_inbound_through_a_service_to_the_app_port_arrives_via_the_proxy(
     assert "x-request-id" in body["headers"], body  # added by the proxy's inbound listener
     after = metric(captured.metrics(), inbound, envoy_cluster_name="capture_inbound_http")
     assert after == before + 1
+
+
+def test_the_capture_init_container_run_again_in_the_pod_changes_nothing(
+    kube: Kube, captured: Captured
+) -> None:
+    """What an init container restart does: the same image, command, env and
+    securityContext (user 0, NET_ADMIN and NET_RAW only) in the pod's network
+    namespace, which the kubelet gives an ephemeral container."""
+    ns = captured.namespace
+    path = f"/api/v1/namespaces/{ns}/pods/shop"
+    init = kube.get(path).expect(200)["spec"]["initContainers"][0]
+    # Everything an ephemeral container may have (no resources, ports or probes).
+    kept = ("image", "imagePullPolicy", "args", "env", "envFrom", "securityContext", "volumeMounts")
+    again = {k: v for k, v in init.items() if k in kept}
+    again |= {"name": "capture-again", "command": ["python", "-c", RERUN, *init["command"]]}
+    patch = {"spec": {"ephemeralContainers": [again]}}
+    kube.request(
+        "PATCH", path + "/ephemeralcontainers", patch,
+        content_type="application/strategic-merge-patch+json",
+    ).expect(200)  # fmt: skip
+
+    def ended() -> dict[str, Any] | None:
+        statuses = kube.get(path).expect(200)["status"].get("ephemeralContainerStatuses", [])
+        state: dict[str, Any] = next(
+            (s["state"] for s in statuses if s["name"] == again["name"]), {}
+        )
+        return state.get("terminated")
+
+    terminated = workloads.eventually(ended, 60, "the capture command to run again")
+    assert terminated["exitCode"] == 0, terminated
+    log = workloads.logs(captured.kubectl, ns, "shop", again["name"])
+    result = json.loads(log.splitlines()[-1])
+    assert result["code"] == 0, log
+    assert result["after"] == result["before"], log
+    jumps = [line for line in result["after"] if line.endswith("-j SIDECAR_OUTPUT")]
+    assert jumps == ["-A OUTPUT -p tcp -j SIDECAR_OUTPUT"], result["after"]
+    # And the app's calls still go through the proxy.
+    (answer,) = request(captured.kubectl, ns, "shop", "GET", f"http://echo.{ns}.svc/again")
+    assert "x-request-id" in json.loads(answer["body"])["headers"], answer
 
 
 @pytest.fixture

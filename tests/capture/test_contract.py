@@ -25,8 +25,10 @@ from tests import kubelet
 from tests.capture.world import container, rendered
 
 
-def render_pod(annotations: dict[str, str]) -> dict[str, Any]:
-    pod = {
+def pod_document(annotations: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {
             "name": "shop",
             "annotations": {"sidecar.example.io/inject": "true"}
@@ -34,7 +36,10 @@ def render_pod(annotations: dict[str, str]) -> dict[str, Any]:
         },
         "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
     }
-    return dict(render(pod, NamespaceInfo("shop"), Settings()).pod)
+
+
+def render_pod(annotations: dict[str, str]) -> dict[str, Any]:
+    return dict(render(pod_document(annotations), NamespaceInfo("shop"), Settings()).pod)
 
 
 ASKED = {k.annotation or "": k.example or "" for k in capture.EXCLUSIONS}
@@ -161,18 +166,7 @@ def test_serve_reads_the_cluster_domain_from_its_pods_resolver(
 def test_inject_takes_cluster_domain_from_the_command_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": "shop",
-            "annotations": {
-                "sidecar.example.io/inject": "true",
-                "sidecar.example.io/proxy-egress": "http-proxy",
-            },
-        },
-        "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
-    }
+    pod = pod_document({"proxy-egress": "http-proxy"})
     (tmp_path / "pod.yaml").write_text(json.dumps(pod))
     args = ["inject", "-f", str(tmp_path / "pod.yaml"), "--cluster-domain", "corp.example"]
     assert cli_main(args) == 0
