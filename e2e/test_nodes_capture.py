@@ -221,7 +221,7 @@ def test_the_app_calls_two_services_and_every_request_is_counted_per_destination
     assert {json.loads(r["body"])["host"] for r in other} == {"other"}
     name = "envoy_capture_outbound_requests"
     text = captured.metrics()
-    # The fixture's routed() checks made one request each.
+    # The fixture made one request to each before (_answered).
     assert metric(text, name, destination=f"{captured.echo_ip}:80", code="200") == 1 + 2, text
     assert metric(text, name, destination=f"{captured.other_ip}:9090", code="200") == 1 + 3, text
 
