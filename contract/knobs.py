@@ -123,7 +123,14 @@ class Knob(Generic[T]):
         return self.value.format(value)
 
     def parsed_default(self) -> T | None:
-        return None if self.default is None else self.value.parse(self.default)
+        if self.default is None:
+            return None
+        found = _DEFAULTS.get(self.id, _UNSET)
+        if found is _UNSET:
+            found = self.value.parse(self.default)
+            if type(found) in _IMMUTABLE:  # parsed once, shared: only what cannot change
+                _DEFAULTS[self.id] = found
+        return cast("T", found)
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,9 @@ def environment(role: Role, values: Values) -> list[tuple[str, str]]:
 
 
 _VARIABLES: dict[int, tuple[tuple[Knob[Any], str], ...]] = {}
+_DEFAULTS: dict[str, object] = {}  # a row's id -> its default, parsed
+_UNSET = object()
+_IMMUTABLE = frozenset((str, int, float, bool))
 _WANTED: dict[tuple[Knob[Any], ...], frozenset[Knob[Any]]] = {}
 
 

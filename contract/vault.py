@@ -5,6 +5,7 @@ saying what is accepted."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ def parse_secrets(text: str) -> tuple[SecretSpec, ...]:
     return specs
 
 
+@functools.lru_cache(maxsize=256)  # the same pod's list, for its init and sidecar containers
 def format_secrets(specs: tuple[SecretSpec, ...]) -> str:
     items = []
     for spec in specs:

@@ -15,7 +15,6 @@ and namespace; the webhook adds metrics and timing around it.
 
 from __future__ import annotations
 
-import base64
 import logging
 import traceback
 from collections.abc import Mapping
@@ -157,7 +156,7 @@ class Outcome:
         response: dict[str, Any] = {"uid": self.uid, "allowed": self.allowed}
         if self.patch:
             response["patchType"] = "JSONPatch"
-            response["patch"] = base64.b64encode(_ENCODER.encode(self.patch)).decode()
+            response["patch"] = _ENCODER.encode(self.patch)  # bytes: written as base64
         if self.warnings:
             response["warnings"] = capped_warnings(self.warnings)
         if self.message is not None:

@@ -127,7 +127,8 @@ def _plan(
     if is_job and not native:
         strategy = _classic_job(request, warnings) or strategy
     traffic, capture_spec = _traffic(request, profile, roles, app, spec, native, warnings)
-    traffic = dataclasses.replace(traffic, cluster_domain=settings.domain)
+    if traffic.cluster_domain != settings.domain:
+        traffic = dataclasses.replace(traffic, cluster_domain=settings.domain)
     secrets_mode = _secrets_mode(request, profile, is_job and not native, warnings)
     config_values = role_values("config", request, profile)
     secrets_sidecar = request.wants("secrets") and secrets_mode in ("sidecar", "both")

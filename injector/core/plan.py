@@ -93,7 +93,10 @@ class Plan:
     capture: RoleSpec | None = None  # the capture init container (proxy-capture: iptables)
 
     def role(self, name: str) -> RoleSpec | None:
-        return next((r for r in self.roles if r.role == name), None)
+        for spec in self.roles:  # a loop: this runs a dozen times a review
+            if spec.role == name:
+                return spec
+        return None
 
     @property
     def reload(self) -> ReloadTarget | None:

@@ -16,6 +16,7 @@ role. Pure; linear in the pod.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import TypeGuard
 
 from contract import layout
 from contract.catalogue import role as contract_role
@@ -89,11 +90,11 @@ def _aimed(what: str, container: Mapping[str, object], ports: Mapping[int, str])
         targets += [(f"lifecycle.{hook}", lifecycle.get(hook)) for hook in HOOKS]
     clashes = []
     for where, handler_set in targets:
-        if not isinstance(handler_set, Mapping):
+        if handler_set is None or not _is_mapping(handler_set):
             continue
         for handler in HANDLERS:
             action = handler_set.get(handler)
-            if not isinstance(action, Mapping):
+            if action is None or not _is_mapping(action):
                 continue
             port = action.get("port")
             number = named.get(port) if isinstance(port, str) else port
@@ -104,6 +105,11 @@ def _aimed(what: str, container: Mapping[str, object], ports: Mapping[int, str])
                     "an Istio-injected pod go with the rest of Istio's injection)"
                 )
     return clashes
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, object]]:
+    """Decoded JSON's plain dicts without the Mapping ABC's check (~0.4 us each)."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _items(value: object) -> list[Mapping[str, object]]:

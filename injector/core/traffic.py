@@ -336,6 +336,8 @@ def _overlap(a: PortRange, b: PortRange) -> bool:
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
+    if type(value) is dict:  # decoded JSON: no Mapping ABC check
+        return value
     return value if isinstance(value, Mapping) else {}
 
 
