@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -120,10 +121,10 @@ class Node:
             timeout=300,
         )
 
-    def _wait(self, name: str, check: object, what: str) -> None:
+    def _wait(self, name: str, check: Callable[[], bool], what: str) -> None:
         log = self.layout.logs(name)
         try:
-            cluster._poll(check, what, self.running[name], log)  # type: ignore[arg-type]
+            cluster._poll(check, what, self.running[name], log)
         except ClusterError as exc:
             raise _explain(exc, log) from None
 
@@ -215,11 +216,11 @@ class Node:
                     log,
                 )
 
-    def _wait_for(self, check: object, what: str, log_name: str) -> None:
+    def _wait_for(self, check: Callable[[], bool], what: str, log_name: str) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             self._alive_or_raise()
-            if check():  # type: ignore[operator]
+            if check():
                 return
             time.sleep(0.2)
         log = self.layout.logs(log_name)
