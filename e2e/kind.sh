@@ -24,8 +24,6 @@ for tool in kind kubectl; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found on PATH (https://kind.sigs.k8s.io/docs/user/quick-start/)"
 done
 
-TAG=$TAG images/build.sh
-
 workdir=$(mktemp -d)
 export KUBECONFIG="$workdir/kubeconfig"
 cleanup() {
@@ -40,14 +38,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# podman names its images localhost/...: export archives named as the cluster
+# resolves the manifests' short names (docker.io/sidecar-injector/...).
+if [[ "${KIND_EXPERIMENTAL_PROVIDER:-docker}" == podman ]]; then
+  TAG=$TAG EXPORT_DIR="$workdir/images" images/build.sh
+else
+  TAG=$TAG images/build.sh
+fi
+
 create=(kind create cluster --name "$KIND_CLUSTER" --kubeconfig "$KUBECONFIG" --wait 180s)
 [[ -n "${KIND_NODE_IMAGE:-}" ]] && create+=(--image "$KIND_NODE_IMAGE")
 "${create[@]}"
 
 # kind nodes cannot pull from the local engine: load the images (pullPolicy Never).
 if [[ "${KIND_EXPERIMENTAL_PROVIDER:-docker}" == podman ]]; then
-  podman save --output "$workdir/images.tar" "${IMAGES[@]}"
-  kind load image-archive "$workdir/images.tar" --name "$KIND_CLUSTER"
+  for archive in "$workdir"/images/*.tar; do
+    kind load image-archive "$archive" --name "$KIND_CLUSTER"
+  done
 else
   kind load docker-image "${IMAGES[@]}" --name "$KIND_CLUSTER"
 fi
