@@ -6,7 +6,10 @@ iptables and ip6tables rules, every sysctl (net.* ones are per network
 namespace, hence the nsenter), mount points, sandbox cgroup trees and the
 paths kubelet, containerd and CNI use by default. ``differences(before,
 after)`` lists what changed, ignoring counters the kernel moves by itself.
-``processes_in(namespaces)`` lists processes still inside given namespaces.
+``processes_in(namespaces)`` lists processes still inside given namespaces;
+``pinned(pid)`` names pid's namespaces and holds them open meanwhile, as the
+kernel gives the numbers of freed namespaces to new ones (a later cluster's
+pods would otherwise look like processes left behind).
 
 ``python -m e2e.hoststate`` prints the snapshot of the namespaces it runs in
 as JSON (what ``snapshot`` runs through nsenter).
@@ -14,11 +17,13 @@ as JSON (what ``snapshot`` runs through nsenter).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +128,19 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 def namespaces_of(pid: int) -> set[str]:
     """The namespace identities (e.g. ``net:[4026532281]``) of pid."""
     return {os.readlink(f"/proc/{pid}/ns/{kind}") for kind in NAMESPACES}
+
+
+@contextlib.contextmanager
+def pinned(pid: int, kinds: tuple[str, ...] = NAMESPACES) -> Iterator[set[str]]:
+    """namespaces_of(pid) (those of kinds), each held open until the block
+    ends, so that no namespace created meanwhile gets one of their numbers."""
+    with contextlib.ExitStack() as stack:
+        fds = []
+        for kind in kinds:
+            fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY)
+            stack.callback(os.close, fd)
+            fds.append(fd)
+        yield {os.readlink(f"/proc/self/fd/{fd}") for fd in fds}
 
 
 def processes_in(namespaces: set[str]) -> list[str]:
