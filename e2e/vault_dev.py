@@ -210,6 +210,13 @@ def reviewer_token(api: cluster.Api) -> str:
     """The reviewer ServiceAccount, bound to system:auth-delegator, and a token for it."""
     namespace, name = REVIEWER
     ensure_service_account(api, namespace, name)
+    bind_auth_delegator(api, namespace, name)
+    return service_account_token(api, namespace, name, None, 86400)
+
+
+def bind_auth_delegator(api: cluster.Api, namespace: str, name: str) -> None:
+    """ClusterRoleBinding NAME-auth-delegator: system:auth-delegator (create
+    TokenReviews) for the ServiceAccount."""
     binding = {
         "metadata": {"name": f"{name}-auth-delegator"},
         "roleRef": {
@@ -224,13 +231,19 @@ def reviewer_token(api: cluster.Api) -> str:
     )
     if status not in (201, 409):
         raise VaultDevError(f"ClusterRoleBinding for {name}: HTTP {status}: {body}")
-    return service_account_token(api, namespace, name, None, 86400)
 
 
 def configure_kubernetes_auth(
     vault: DevVault, info: cluster.ClusterInfo, reviewer_jwt: str, mount: str = "kubernetes"
 ) -> None:
     vault.write(f"sys/auth/{mount}", {"type": "kubernetes"})
+    write_kubernetes_auth_config(vault, info, reviewer_jwt, mount)
+
+
+def write_kubernetes_auth_config(
+    vault: DevVault, info: cluster.ClusterInfo, reviewer_jwt: str, mount: str = "kubernetes"
+) -> None:
+    """The mount's config: the API server's URL and CA, the reviewer's token."""
     vault.write(
         f"auth/{mount}/config",
         {

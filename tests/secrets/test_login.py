@@ -9,10 +9,12 @@ of a token it issued (TokenRequest, as the kubelet projects one).
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from e2e import vault_dev
 from e2e.postgres import Postgres
 from tests.secrets.backends import Backend, Kube, RealBackend
 from tests.secrets.conftest import REAL, args, last_line, run_init
@@ -37,6 +39,11 @@ def test_the_bound_service_account_with_audience_vault_logs_in(
 REFUSED = (
     "sidecar secrets: secrets not rendered by the deadline (config): login as role 'app' "
     "denied at auth/kubernetes: POST auth/kubernetes/login: 403 "
+)
+UNCHECKED = (
+    "permission denied (Vault could not check the token: auth/kubernetes must be a "
+    "kubernetes auth mount (secrets-auth-path) whose config reaches this cluster's API "
+    "server with a reviewer allowed to create TokenReviews (system:auth-delegator))"
 )
 
 
@@ -90,11 +97,52 @@ def test_a_token_vault_cannot_check_names_the_mount_and_the_reviewer(
     """Garbage, a forged signature or a wrong mount: Vault says only "permission denied"."""
     result = init(backend, "not-a-jwt", tmp_path)
     assert result.returncode == 1
-    assert last_line(result) == REFUSED + (
-        "permission denied (Vault could not check the token: auth/kubernetes must be a "
-        "kubernetes auth mount (secrets-auth-path) whose config reaches this cluster's API "
-        "server with a reviewer allowed to create TokenReviews (system:auth-delegator))"
-    )
+    assert last_line(result) == REFUSED + UNCHECKED
+
+
+@REAL
+def test_the_reviewer_must_be_bound_to_auth_delegator(
+    kube: Kube, postgres: Postgres, tmp_path: Path
+) -> None:
+    """Real Vault only (the stand-in reviews no token). Vault checks each login
+    with a TokenReview made with its reviewer's token: a reviewer the API
+    server does not allow to create TokenReviews refuses every pod, and the pod
+    is told to look at the reviewer; bound to system:auth-delegator, the same
+    reviewer lets the same pod in (the agent still retrying)."""
+    reviewer = "vault-reviewer-unbound"
+    namespace = vault_dev.REVIEWER[0]
+    vault_dev.ensure_service_account(kube.api, namespace, reviewer)
+    backend = RealBackend(tmp_path / "vault", kube, postgres)
+    binding = f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{reviewer}-auth-delegator"
+    kube.api.request("DELETE", binding)  # left by a killed run
+    try:
+        backend.add_role("app", ["app"], ["shop"], ["secret/data/app/"])
+        backend.put_kv2("app/config", {"api_key": "k-reviewed"})
+        token = vault_dev.service_account_token(kube.api, namespace, reviewer, None)
+        vault_dev.write_kubernetes_auth_config(backend.vault, kube.info, token)
+        result = init(backend, backend.jwt(), tmp_path)
+        assert result.returncode == 1
+        assert last_line(result) == REFUSED + UNCHECKED
+        token_file = tmp_path / "sa-token"
+        argv = ["--deadline", "30s", *args(backend, token_file, tmp_path, KV)]
+        argv[argv.index("--log-level") + 1] = "warning"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", "secrets", "--init", *argv],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stderr is not None
+            assert "permission denied" in process.stderr.readline()  # retrying
+            vault_dev.bind_auth_delegator(kube.api, namespace, reviewer)
+            assert process.wait(timeout=60) == 0
+        finally:
+            process.kill()
+            process.wait()
+        assert (tmp_path / "secrets" / "config").read_text() == "api_key: k-reviewed\n"
+    finally:
+        kube.api.request("DELETE", binding)
+        backend.close()
 
 
 def test_permission_denied_for_a_path_is_one_line(backend: Backend, tmp_path: Path) -> None:
