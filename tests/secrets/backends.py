@@ -91,6 +91,10 @@ class Backend(ABC):
         return len(self.times(method, path))
 
     @abstractmethod
+    def tokens(self) -> list[str]:
+        """Every client token a login was answered with (what must never be printed)."""
+
+    @abstractmethod
     def revoke_lease(self, lease_id: str) -> None: ...
 
     @abstractmethod
@@ -173,6 +177,10 @@ class StandInBackend(Backend):
     def times(self, method: str, path: str) -> list[float]:
         return self.server.times(method, "/v1/" + path)
 
+    def tokens(self) -> list[str]:
+        with self.server.lock:
+            return list(self.server.state.tokens)
+
     def revoke_lease(self, lease_id: str) -> None:
         self.server.revoke_lease(lease_id)
 
@@ -227,7 +235,9 @@ class RealBackend(Backend):
 
     def _provision(self) -> None:
         vault = self.vault
-        vault.write("sys/audit/file", {"type": "file", "options": {"file_path": str(self.audit)}})
+        # log_raw: tokens in the clear (not HMACed), so tests can look for them in output.
+        options = {"file_path": str(self.audit), "log_raw": "true"}
+        vault.write("sys/audit/file", {"type": "file", "options": options})
         vault_dev.configure_kubernetes_auth(vault, self.kube.info, self.kube.reviewer_jwt)
         vault.write("sys/mounts/kv", {"type": "kv", "options": {"version": "1"}})
         vault.write("sys/mounts/database", {"type": "database"})
@@ -308,7 +318,7 @@ class RealBackend(Backend):
 
     def times(self, method: str, path: str) -> list[float]:
         found = []
-        for entry in _audit_requests(self.audit):
+        for entry in _audit_entries(self.audit, "request"):
             request, auth = entry.get("request") or {}, entry.get("auth") or {}
             if "root" in (auth.get("policies") or []):
                 continue  # the set-up's own calls
@@ -316,6 +326,15 @@ class RealBackend(Backend):
                 request.get("path", "")
             ).startswith(path):
                 found.append(_timestamp(entry["time"]))
+        return found
+
+    def tokens(self) -> list[str]:
+        found = []
+        for entry in _audit_entries(self.audit, "response"):
+            if str((entry.get("request") or {}).get("path", "")).endswith("/login"):
+                token = ((entry.get("response") or {}).get("auth") or {}).get("client_token")
+                if token:
+                    found.append(str(token))
         return found
 
     def revoke_lease(self, lease_id: str) -> None:
@@ -342,7 +361,7 @@ class RealBackend(Backend):
         self._provision()
 
 
-def _audit_requests(path: Path) -> list[Json]:
+def _audit_entries(path: Path, kind: str) -> list[Json]:
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
@@ -353,7 +372,7 @@ def _audit_requests(path: Path) -> list[Json]:
             entry = json.loads(line)
         except ValueError:
             continue  # being written
-        if entry.get("type") == "request":
+        if entry.get("type") == kind:
             entries.append(entry)
     return entries
 

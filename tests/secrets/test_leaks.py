@@ -1,8 +1,9 @@
 """No secret value, Vault token or service account token in anything the
 secrets role prints, whatever the template does.
 
-``sidecar secrets --init`` runs as a real process against the Vault stand-in
-with hostile templates (each looks a key up by a secret value, includes a
+``sidecar secrets --init`` runs as a real process against the real Vault
+and the stand-in (its tokens read from the real one's raw audit log) with
+hostile templates (each looks a key up by a secret value, includes a
 template named by one, reaches a forbidden attribute named by one, or makes a
 filter fail on one). Everything it prints (stdout and stderr: what
 ``terminationMessagePolicy: FallbackToLogsOnError`` copies into the pod's
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from standins.vault import VaultStandIn
+from tests.secrets.backends import Backend
 from tests.secrets.conftest import Refresher, args
 from tests.support import wait_for
 
@@ -52,24 +53,22 @@ INIT = [sys.executable, "-m", "sidecar", "secrets", "--init", "--deadline", "5s"
 
 
 @pytest.fixture
-def hostile_vault(vault: VaultStandIn) -> VaultStandIn:
-    vault.put_kv2("app/db", SECRET)
-    return vault
+def hostile_vault(backend: Backend) -> Backend:
+    backend.put_kv2("app/db", SECRET)
+    return backend
 
 
 def secrets_for(names: list[str]) -> list[dict[str, str]]:
     return [{"name": n, "path": "secret/data/app/db", "template": HOSTILE[n]} for n in names]
 
 
-def forbidden(vault: VaultStandIn, jwt_file: Path) -> list[str]:
+def forbidden(vault: Backend, token_file: Path) -> list[str]:
     """Everything that must never be printed."""
-    with vault.lock:
-        tokens = list(vault.state.tokens)
-    return [*SECRET.values(), *tokens, jwt_file.read_text().strip()]
+    return [*SECRET.values(), *vault.tokens(), token_file.read_text().strip()]
 
 
-def leaks(output: str, vault: VaultStandIn, jwt_file: Path) -> list[str]:
-    return [value for value in forbidden(vault, jwt_file) if value and value in output]
+def leaks(output: str, vault: Backend, token_file: Path) -> list[str]:
+    return [value for value in forbidden(vault, token_file) if value and value in output]
 
 
 def run_init(command: list[str], argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -80,24 +79,24 @@ def run_init(command: list[str], argv: list[str]) -> subprocess.CompletedProcess
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_init_prints_no_secret_or_token(
-    hostile_vault: VaultStandIn, jwt_file: Path, tmp_path: Path, name: str
+    hostile_vault: Backend, token_file: Path, tmp_path: Path, name: str
 ) -> None:
-    argv = args(hostile_vault, jwt_file, tmp_path, secrets_for([name]))
+    argv = args(hostile_vault, token_file, tmp_path, secrets_for([name]))
     argv[argv.index("--log-level") + 1] = "debug"
     result = run_init(INIT, argv)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert f"secret {name}: template" in output, output
-    assert len(hostile_vault.state.tokens) == 1  # it did log in: there is a token to leak
-    assert leaks(output, hostile_vault, jwt_file) == [], output
+    assert len(hostile_vault.tokens()) == 1  # it did log in: there is a token to leak
+    assert leaks(output, hostile_vault, token_file) == [], output
     assert not (tmp_path / "secrets" / name).exists()
 
 
 def test_refresher_logs_and_metrics_hold_no_secret_or_token(
-    hostile_vault: VaultStandIn, jwt_file: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    hostile_vault: Backend, token_file: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     names = sorted(HOSTILE)
-    argv = args(hostile_vault, jwt_file, tmp_path, secrets_for(names))
+    argv = args(hostile_vault, token_file, tmp_path, secrets_for(names))
     argv[argv.index("--log-level") + 1] = "debug"
     with Refresher(argv, wait_ready=False) as agent:
         wait_for(
@@ -109,11 +108,11 @@ def test_refresher_logs_and_metrics_hold_no_secret_or_token(
     out, err = capfd.readouterr()
     for name in names:
         assert f"secret {name}: template" in err
-    assert leaks(out + err + metrics, hostile_vault, jwt_file) == []
+    assert leaks(out + err + metrics, hostile_vault, token_file) == []
 
 
 def test_the_search_finds_a_planted_leak(
-    hostile_vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+    hostile_vault: Backend, token_file: Path, tmp_path: Path
 ) -> None:
     """The old behaviour planted back: Jinja's own message as the error."""
     plant = (
@@ -123,11 +122,11 @@ def test_the_search_finds_a_planted_leak(
         "from sidecar.cli import main\n"
         "sys.exit(main(['secrets', *sys.argv[1:]]))\n"
     )
-    argv = args(hostile_vault, jwt_file, tmp_path, secrets_for(["key-named-by-value"]))
+    argv = args(hostile_vault, token_file, tmp_path, secrets_for(["key-named-by-value"]))
     result = run_init([sys.executable, "-c", plant], ["--init", "--deadline", "5s", *argv])
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert leaks(output, hostile_vault, jwt_file) == [SECRET["password"]], output
+    assert leaks(output, hostile_vault, token_file) == [SECRET["password"]], output
 
 
 def test_hostile_templates_are_all_kinds_of_failure() -> None:
