@@ -129,6 +129,8 @@ def test_policy_denial_is_not_mistaken_for_a_bad_token(
 def test_sealed_vault_is_retried_with_backoff_not_hammered(
     vault: VaultStandIn, jwt_file: Path, tmp_path: Path
 ) -> None:
+    """Stand-in only: the calls a sealed Vault refuses are counted here, and a
+    sealed real Vault audits nothing. (Sealed against both: test_outages.)"""
     vault.add_role("app", ["app"], ["shop"], ["secret/data/app/"], token_ttl=3, token_max_ttl=600)
     argv = args(vault, jwt_file, tmp_path, [KV], "--kv-interval", "1s")
     with Refresher(argv) as agent:
@@ -158,6 +160,8 @@ def test_sealed_vault_is_retried_with_backoff_not_hammered(
 def test_init_retries_sealed_and_rate_limited_vault_with_growing_backoff(
     vault: VaultStandIn, jwt_file: Path, tmp_path: Path
 ) -> None:
+    """Stand-in only: a real Vault neither rate-limits (429) on demand nor
+    audits what it refuses while sealed."""
     vault.sealed = True
     settings = load(args(vault, jwt_file, tmp_path, [KV], "--init"), environ={})
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
@@ -183,6 +187,7 @@ def test_init_retries_sealed_and_rate_limited_vault_with_growing_backoff(
 def test_init_gives_up_on_a_slow_vault_at_its_deadline(
     vault: VaultStandIn, jwt_file: Path, tmp_path: Path
 ) -> None:
+    """Stand-in only: a real Vault is not slow on demand."""
     vault.delay = 30.0
     started = time.monotonic()
     result = subprocess.run(

@@ -148,6 +148,8 @@ def test_role_rejected_and_permission_denied_are_named(
 def test_sealed_and_standby_are_retried_until_they_clear(
     vault: VaultStandIn, jwt_file: Path, tmp_path: Path
 ) -> None:
+    """Stand-in only: a dev server has no standby node. (Sealed against both:
+    test_faults.test_init_waits_for_vault_to_come_up.)"""
     vault.sealed = True
     spec = [{"name": "c", "path": "secret/data/app/config"}]
     settings = load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={})

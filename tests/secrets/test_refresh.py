@@ -44,6 +44,8 @@ def test_renewable_lease_is_renewed_at_two_thirds(
 def test_non_renewable_lease_is_refetched_before_expiry(
     vault: VaultStandIn, jwt_file: Path, tmp_path: Path, app: ReloadApp
 ) -> None:
+    """Stand-in only: the engines whose GET answers a non-renewable lease (AWS
+    STS, ...) need a cloud; the database engine's leases are renewable."""
     vault.add_database_role("app", default_ttl=2, max_ttl=600, renewable=False)
     spec = [{"name": "db", "path": "database/creds/app"}]
     with Refresher(args(vault, jwt_file, tmp_path, spec, "--reload", app.url)):
@@ -164,7 +166,9 @@ def test_tokens_and_values_never_reach_the_log(
 def test_reader_never_sees_a_partial_secret_across_1000_rewrites(
     vault: VaultStandIn, jwt_file: Path, tmp_path: Path
 ) -> None:
-    """1,000 changes fetched and written by the agent while another thread reads."""
+    """1,000 changes fetched and written by the agent while another thread reads.
+    Stand-in only: the atomic write is the agent's; 2,000 calls to a real
+    Vault would add time and nothing else."""
     spec = [{"name": "big", "path": "secret/data/app/big", "template": "json", "mode": "0440"}]
     vault.put_kv2("app/big", {"password": "0" * 4000})
     settings = load(args(vault, jwt_file, tmp_path, spec, "--init"), environ={})
