@@ -229,7 +229,8 @@ class Agent:
                 except OutputError:
                     raise  # a template or the volume: retrying would not help
                 except SourceError as exc:
-                    item.error = str(exc)
+                    if not (item.error and _cut_off(exc, deadline)):
+                        item.error = str(exc)  # else the last real answer stands
                     self.fetches.inc(outcome="error")
                     if isinstance(exc, VaultError) and exc.during_login:
                         for other in pending:
@@ -251,6 +252,8 @@ class Agent:
                 error=pending[0].error,
             )
             stop.wait(wait)
+            if deadline.expired or stop.is_set():  # no try left that the deadline would not cut
+                raise SourceError(self._summary(pending, deadline))
 
     def _summary(self, pending: list[Tracked], deadline: Deadline) -> str:
         errors = {item.error for item in pending}
@@ -358,3 +361,15 @@ def _secret_data(answer: Json) -> dict[str, Any]:
     if isinstance(inner, dict) and isinstance(metadata, dict) and "version" in metadata:
         return inner  # KV v2
     return data
+
+
+def _cut_off(exc: BaseException, deadline: Deadline) -> bool:
+    """A call that timed out because the deadline came: it says nothing about
+    Vault, so it must not replace what Vault last answered (a refused login
+    would read "unreachable: timed out" in the pod's termination message)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, TimeoutError):
+            return deadline.expired
+        cause = cause.__cause__
+    return False

@@ -19,7 +19,7 @@ from sidecar.log import Logger
 from sidecar.metrics import Registry
 from sidecar.secrets.main import build
 from sidecar.secrets.settings import load
-from standins.vault import VaultStandIn
+from standins.vault import VaultStandIn, make_jwt
 from tests.secrets.backends import Backend
 from tests.secrets.conftest import Refresher, args, credentials
 from tests.support import ReloadApp, wait_for
@@ -205,6 +205,37 @@ def test_init_gives_up_on_a_slow_vault_at_its_deadline(
     assert "unreachable (POST auth/kubernetes/login): timed out" in last
 
 
+def test_a_call_cut_off_by_the_deadline_does_not_hide_what_vault_answered(
+    vault: VaultStandIn, tmp_path: Path
+) -> None:
+    """Stand-in only (slow on demand). A refused login, then Vault slows down:
+    the try the deadline cuts off says nothing about Vault, so the pod is told
+    about the refusal, not "unreachable: timed out" (as it was when the real
+    Vault's TokenReviews were slow under load)."""
+    jwt_file = tmp_path / "token"
+    jwt_file.write_text(make_jwt("other", "shop"))
+    settings = load(args(vault, jwt_file, tmp_path, [KV], "--init"), environ={})
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+
+    def slow_down_after_a_refusal() -> None:
+        # A second try means the first was answered (calls count on arrival).
+        wait_for(lambda: vault.count("POST", "/v1/auth/") >= 2, what="a refused login")
+        vault.delay = 30.0
+
+    helper = threading.Thread(target=slow_down_after_a_refusal)
+    helper.start()
+    try:
+        with pytest.raises(SourceError) as caught:
+            agent.render_all(Deadline.after(2), StopEvent())
+    finally:
+        helper.join()
+        vault.delay = 0.0
+    assert str(caught.value).startswith(
+        "secrets not rendered by the deadline (config): login as role 'app' denied at "
+        "auth/kubernetes: POST auth/kubernetes/login: 403 service account name not authorized"
+    )
+
+
 @pytest.mark.parametrize(
     ("fault", "clear", "seen"),
     [("stop", "start", "Connection refused"), ("seal", "unseal", "503 Vault is sealed")],
@@ -239,12 +270,12 @@ def test_deleted_and_missing_secrets_are_named(
     settings = load(args(backend, token_file, tmp_path, [KV], "--init"), environ={})
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
     with pytest.raises(SourceError, match=r"secret/data/app/config: version 1 was deleted at "):
-        agent.render_all(Deadline.after(1.5), StopEvent())
+        agent.render_all(Deadline.after(3), StopEvent())
     missing = [{"name": "m", "path": "secret/data/app/missing"}]
     settings = load(args(backend, token_file, tmp_path, missing, "--init"), environ={})
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
     with pytest.raises(SourceError, match=r"no secret at secret/data/app/missing \(404\)"):
-        agent.render_all(Deadline.after(1.5), StopEvent())
+        agent.render_all(Deadline.after(3), StopEvent())
 
 
 def test_answers_cut_off_half_way_are_retried_not_taken_for_empty_ones(

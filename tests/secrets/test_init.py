@@ -86,7 +86,7 @@ def test_ten_secrets_with_file_group_and_mode(
 
 def test_missing_template_key_names_it(backend: Backend, token_file: Path, tmp_path: Path) -> None:
     spec = [{"name": "c", "path": "secret/data/app/config", "template": "{{ data.password }}"}]
-    result = run_init(["--deadline", "1s", *args(backend, token_file, tmp_path, spec)])
+    result = run_init(["--deadline", "5s", *args(backend, token_file, tmp_path, spec)])
     assert result.returncode == 1
     assert "template uses key 'password'" in result.stderr
     assert "it has: api_key, region" in result.stderr
@@ -137,12 +137,12 @@ def test_role_rejected_and_permission_denied_are_named(
     )
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
     with pytest.raises(SourceError, match="role 'nope' rejected by auth/kubernetes"):
-        agent.render_all(Deadline.after(1.5), StopEvent())
+        agent.render_all(Deadline.after(3), StopEvent())
     spec = [{"name": "c", "path": "secret/data/other/thing"}]
     settings = load(args(backend, token_file, tmp_path, spec, "--init"), environ={})
     agent = build(settings, Registry(), Logger("t", stream=StringIO()))
     with pytest.raises(SourceError, match="permission denied for path secret/data/other/thing"):
-        agent.render_all(Deadline.after(1.5), StopEvent())
+        agent.render_all(Deadline.after(3), StopEvent())
 
 
 def test_sealed_and_standby_are_retried_until_they_clear(

@@ -25,7 +25,7 @@ KV = [{"name": "config", "path": "secret/data/app/config"}]
 def init(backend: Backend, token: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     token_file = tmp_path / "sa-token"
     token_file.write_text(token)
-    return run_init(["--deadline", "2s", *args(backend, token_file, tmp_path, KV)])
+    return run_init(["--deadline", "3s", *args(backend, token_file, tmp_path, KV)])
 
 
 def test_the_bound_service_account_with_audience_vault_logs_in(
@@ -150,7 +150,7 @@ def test_permission_denied_for_a_path_is_one_line(backend: Backend, tmp_path: Pa
     token_file = tmp_path / "sa-token"
     token_file.write_text(backend.jwt())
     spec = [{"name": "other", "path": "secret/data/other/thing"}]
-    result = run_init(["--deadline", "1s", *args(backend, token_file, tmp_path, spec)])
+    result = run_init(["--deadline", "3s", *args(backend, token_file, tmp_path, spec)])
     assert result.returncode == 1
     assert last_line(result) == (
         "sidecar secrets: secrets not rendered by the deadline (other): permission denied for "
