@@ -209,6 +209,11 @@ def run(
     SIGTERM/SIGINT (0) or until a worker or the operator fails (1)."""
     if ctx.metrics.rows < workers:
         raise ConfigError(f"metrics were made for {ctx.metrics.rows} workers, not {workers}")
+    # Every object made so far goes to the permanent generation before the fork:
+    # a worker's collections then never write to the pages it shares with the
+    # supervisor (a collection writes each object's GC header, copying the page).
+    gc.collect()
+    gc.freeze()
     children = fork(workers, lambda number, channel: _worker(ctx, number, sock, channel, grace))
     sock.close()
     return _new_runner().run(_supervise(ctx, children, operator, metrics_sock, grace))
@@ -347,8 +352,7 @@ async def _serve_worker(
     listening = asyncio.ensure_future(upstream.run(stop))
     http = Server(webhook, ctx.limits)
     server = await http.start(sock, tls.context)
-    gc.collect()
-    gc.freeze()
+    gc.freeze()  # no collect first: it would walk (and copy) the pages shared with the supervisor
     # A review allocates thousands of short-lived objects (the decoded pod) that
     # reference counting frees; at the default threshold (700) the collector
     # ran several times per review, scanning the live pod each time.
