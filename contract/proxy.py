@@ -12,7 +12,7 @@ from pathlib import Path
 from contract import layout, values
 from contract.common import agent
 from contract.knobs import Knob, Role
-from contract.units import Rate
+from contract.units import PortRange, Rate
 from contract.values import Upstream
 
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,5xx"
@@ -216,6 +216,18 @@ CAPTURE_INBOUND_PORT: Knob[int] = Knob(
     flag="--capture-inbound-port",
     default=str(layout.CAPTURE_INBOUND_PORT),
 )
+CAPTURE_TCP_PORTS: Knob[tuple[PortRange, ...]] = Knob(
+    "capture_tcp_ports",
+    values.SOME_PORT_RANGES,
+    "captured outbound destination ports passed through as TCP at once, without looking "
+    "for HTTP or TLS: server-first protocols (no 500 ms wait) and clients that half-close "
+    "right after sending",
+    env="SIDECAR_CAPTURE_TCP_PORTS",
+    flag="--capture-tcp-ports",
+    annotation="proxy-capture-tcp-ports",
+    profile="proxy.captureTcpPorts",
+    example="3306,25",
+)
 EGRESS: Knob[str] = Knob(
     "egress_mode",
     values.choice("none", "http-proxy"),
@@ -282,6 +294,7 @@ ROLE = Role(
         CAPTURE,
         CAPTURE_OUTBOUND_PORT,
         CAPTURE_INBOUND_PORT,
+        CAPTURE_TCP_PORTS,
         EGRESS,
         EGRESS_PORT,
     ),

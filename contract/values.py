@@ -92,6 +92,17 @@ GID = Value("a group id (a whole number)", _whole(0))
 RETRY_ON = Value(units.RETRY_ON_HELP, units.parse_retry_on, ",".join)
 ADDRESS = Value(units.ADDRESS_HELP, units.parse_address, lambda a: f"{a[0]}:{a[1]}")
 PORT_RANGES = Value(units.PORTS_HELP, units.parse_port_ranges, units.format_port_ranges)
+
+
+def _some_port_ranges(text: str) -> tuple[units.PortRange, ...]:
+    found = units.parse_port_ranges(text)
+    if not found:
+        raise ValueError(f"no port given; {units.PORTS_HELP}")
+    return found
+
+
+# At least one port: for a row whose absence is its "none".
+SOME_PORT_RANGES = Value(units.PORTS_HELP, _some_port_ranges, units.format_port_ranges)
 INBOUND_PORTS = Value(
     units.INBOUND_PORTS_HELP, units.parse_inbound_ports, units.format_inbound_ports
 )

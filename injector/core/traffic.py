@@ -48,6 +48,7 @@ class Traffic:
     exclude_ports: tuple[PortRange, ...] = ()
     exclude_cidrs: tuple[Network, ...] = ()
     inbound_ports: tuple[PortRange, ...] | None = None  # None: every port; (): none
+    tcp_ports: tuple[PortRange, ...] = ()  # outbound, passed through without detection
     exclusions_asked: tuple[str, ...] = ()  # the pod's capture annotations
     app_ports: tuple[int, ...] = ()  # the TCP ports the app containers declare
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN  # NO_PROXY's in-cluster suffixes
@@ -113,8 +114,11 @@ def from_values(
         exclude_ports=capture_values.get(capture.EXCLUDE_PORTS) or (),
         exclude_cidrs=capture_values.get(capture.EXCLUDE_CIDRS) or (),
         inbound_ports=capture_values.get(capture.INBOUND_PORTS),
+        tcp_ports=proxy_values.get(proxy.CAPTURE_TCP_PORTS) or (),
         exclusions_asked=tuple(
-            layout.PREFIX + (k.annotation or "") for k in capture.EXCLUSIONS if k in asked
+            layout.PREFIX + (k.annotation or "")
+            for k in (*capture.EXCLUSIONS, proxy.CAPTURE_TCP_PORTS)
+            if k in asked
         ),
         app_ports=app_ports,
     )
@@ -288,6 +292,11 @@ def describe(traffic: Traffic) -> dict[str, Any]:
             f"{layout.CAPTURE_OUTBOUND_PORT}, original destination kept"
         )
         plan["outboundNotCaptured"] = _not_captured(traffic)
+        if traffic.tcp_ports:
+            plan["outboundPlainTcp"] = (
+                f"ports {format_port_ranges(traffic.tcp_ports)}: passed through as TCP at "
+                "once, without looking for HTTP or TLS"
+            )
         plan["inbound"] = _inbound(traffic)
     plan["egress"] = "none"
     if traffic.egress:

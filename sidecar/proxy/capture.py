@@ -20,7 +20,11 @@ destination, and ``ORIGINAL_DST`` clusters connect to exactly that address.
 * Anything else is passed through as TCP with the same connection and byte
   counters (``protocol="tcp"``). A client that sends nothing for
   ``DETECT_TIMEOUT`` after connecting (server-first protocols) is passed
-  through as TCP too.
+  through as TCP too. Connections to ``--capture-tcp-ports`` skip the
+  inspectors and are passed through as TCP at once: no wait for a
+  server-first protocol, and a client that half-closes right after sending
+  is not closed by the inspectors (Envoy closes a connection whose peer
+  half-closes while listener filters still read it).
 * A connection made to the listener's own port (not redirected) would be
   proxied to itself: it is closed instead.
 
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract.units import PortRange
 from sidecar.proxy.bootstrap import (
     CONNECT_TIMEOUT,
     STDOUT_LOG,
@@ -117,23 +122,41 @@ def _addresses(host: str, host6: str, port: int, ipv6: bool) -> dict[str, Any]:
     return spec
 
 
-def _listener(name: str, filters: tuple[str, ...]) -> dict[str, Any]:
+def _listener(
+    name: str, filters: tuple[str, ...], tcp_ports: tuple[PortRange, ...] = ()
+) -> dict[str, Any]:
+    """``filters`` after ``original_dst``; the inspectors do not run for
+    connections to ``tcp_ports`` (their original destination port)."""
+    chain = []
+    for f in filters:
+        spec: dict[str, Any] = {
+            "name": f"envoy.filters.listener.{f}",
+            "typed_config": {"@type": LISTENER_FILTERS[f]},
+        }
+        if f != "original_dst" and tcp_ports:
+            spec["filter_disabled"] = _to_ports(tcp_ports)
+        chain.append(spec)
     return {
         "name": name,
         "stat_prefix": name,
-        "listener_filters": [
-            {"name": f"envoy.filters.listener.{f}", "typed_config": {"@type": LISTENER_FILTERS[f]}}
-            for f in filters
-        ],
+        "listener_filters": chain,
         "listener_filters_timeout": duration(DETECT_TIMEOUT),
         "continue_on_listener_filters_timeout": True,
     }
 
 
+def _to_ports(ports: tuple[PortRange, ...]) -> dict[str, Any]:
+    """A listener-filter predicate: the connection's (original) destination
+    port is in ``ports``."""
+    rules = [{"destination_port_range": {"start": r.first, "end": r.last + 1}} for r in ports]
+    return rules[0] if len(rules) == 1 else {"or_match": {"rules": rules}}
+
+
 def _outbound_listener(settings: ProxySettings, capture: Capture) -> dict[str, Any]:
     both = [ANY_V4, ANY_V6]
+    inspectors = ("original_dst", "tls_inspector", "http_inspector")
     return {
-        **_listener(OUTBOUND, ("original_dst", "tls_inspector", "http_inspector")),
+        **_listener(OUTBOUND, inspectors, capture.tcp_ports),
         **_addresses("127.0.0.1", "::1", capture.outbound_port, capture.ipv6),
         "traffic_direction": "OUTBOUND",
         "drain_type": "MODIFY_ONLY",

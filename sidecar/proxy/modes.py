@@ -22,6 +22,7 @@ from typing import Any
 
 from contract import proxy as rows
 from contract.knobs import Knob, Values
+from contract.units import PortRange
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Capture:
     outbound_port: int
     inbound_port: int
     ipv6: bool  # whether the pod has IPv6 loopback: listen on ::1 / :: too
+    tcp_ports: tuple[PortRange, ...] = ()  # outbound: passed through, never inspected
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ def parse(v: Values) -> tuple[Capture | None, Egress | None]:
     capture = egress = None
     if capture_on:
         outbound = v.require(rows.CAPTURE_OUTBOUND_PORT)
-        capture = Capture(outbound, v.require(rows.CAPTURE_INBOUND_PORT), ipv6)
+        inbound = v.require(rows.CAPTURE_INBOUND_PORT)
+        capture = Capture(outbound, inbound, ipv6, v.get(rows.CAPTURE_TCP_PORTS) or ())
     if egress_on:
         egress = Egress(v.require(rows.EGRESS_PORT), ipv6)
     return capture, egress

@@ -18,7 +18,7 @@ from pathlib import Path
 from contract import proxy as rows
 from contract.common import LOG_LEVEL
 from contract.knobs import Values
-from contract.units import Rate, format_duration, parse_duration
+from contract.units import PortRange, Rate, format_duration, parse_duration
 from contract.values import LogLevel, Upstream
 from sidecar.errors import UsageError
 from sidecar.options import convert, read_knobs, role_parser
@@ -64,6 +64,10 @@ class ProxySettings:
     @property
     def capture_mode(self) -> str:
         return "iptables" if self.capture is not None else "none"
+
+    @property
+    def capture_tcp_ports(self) -> tuple[PortRange, ...]:
+        return self.capture.tcp_ports if self.capture is not None else ()
 
     @property
     def egress_mode(self) -> str:

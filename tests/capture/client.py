@@ -6,7 +6,9 @@ Each argument is one call on a fresh connection; one JSON line per call on
 stdout: ``{"target", "status", "body"}`` (HTTP: urllib, which honours
 ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` like most clients; ``https``
 URLs are verified against ``$CLIENT_CA``), ``{"target", "echo"}`` (``tcp://``:
-send the path, percent-decoded, read the answer), or ``{"target", "error"}``.
+send the path, percent-decoded, read the answer; ``tcpfin://``: the same, but
+half-close right after sending and read until the server closes), or
+``{"target", "error"}``.
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ TIMEOUT = 15.0
 def call(target: str) -> dict[str, Any]:
     parts = urlsplit(target)
     try:
-        if parts.scheme == "tcp":
+        if parts.scheme in ("tcp", "tcpfin"):
             payload = unquote_to_bytes(parts.path.lstrip("/"))
+            # tcpfin: until the server closes; tcp: until the echo is complete.
+            wanted = sys.maxsize if parts.scheme == "tcpfin" else len(payload)
             with socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT) as conn:
                 conn.sendall(payload)
+                if parts.scheme == "tcpfin":
+                    conn.shutdown(socket.SHUT_WR)
                 received = b""
-                while len(received) < len(payload) and (chunk := conn.recv(65536)):
+                while len(received) < wanted and (chunk := conn.recv(65536)):
                     received += chunk
             return {"target": target, "echo": received.decode("latin-1")}
         context = ssl.create_default_context(cafile=os.environ.get("CLIENT_CA"))

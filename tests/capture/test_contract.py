@@ -13,8 +13,10 @@ import pytest
 
 from contract import capture, proxy
 from contract.layout import CAPTURE_INIT_CONTAINER, PROXY_CONTAINER
+from contract.units import parse_port_ranges
 from injector.cli.config_file import resolver_domain
 from injector.cli.main import main as cli_main
+from injector.core import traffic
 from injector.core.model import NamespaceInfo
 from injector.core.render import render
 from injector.core.settings import Settings
@@ -173,3 +175,17 @@ def test_inject_takes_cluster_domain_from_the_command_line(
     assert ".svc.corp.example,.corp.example" in capsys.readouterr().out
     assert cli_main([*args[:-1], "corp_example"]) == 2
     assert "cluster domain 'corp_example' is not a DNS domain" in capsys.readouterr().err
+
+
+def test_explain_names_the_plain_tcp_ports_and_the_cluster_domain() -> None:
+    plan = traffic.describe(
+        traffic.Traffic(
+            capture=True,
+            egress=True,
+            tcp_ports=parse_port_ranges("3306,25"),
+            cluster_domain="corp.example",
+        )
+    )
+    assert plan["outboundPlainTcp"].startswith("ports 25,3306: passed through as TCP at once")
+    assert plan["egress"]["NO_PROXY"].endswith(".svc, .svc.corp.example, .corp.example")
+    assert "outboundPlainTcp" not in traffic.describe(traffic.Traffic(capture=True))

@@ -27,6 +27,7 @@ A = f"{PEER_V4}:8081"
 B = f"{PEER_V4_EXTRA[0]}:8082"
 V6 = f"[{PEER_V6}]:8083"
 ECHO = f"{PEER_V4}:9000"
+PLAIN_ECHO = f"{PEER_V4}:9001"  # in proxy-capture-tcp-ports: never inspected
 TLS = f"{PEER_V4}:8443"
 EXCLUDED_CIDR = f"{PEER_V4_EXTRA[1]}:8084"
 EXCLUDED_PORT = f"{PEER_V4}:5432"
@@ -74,6 +75,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory, pki: dict[str, Path]) -> Itera
                 f"http={B}",
                 f"http={V6}",
                 f"echo={ECHO}",
+                f"echo={PLAIN_ECHO}",
                 f"tls={TLS}:{pki['cert']}:{pki['key']}",
                 f"http={EXCLUDED_CIDR}",
                 f"http={EXCLUDED_PORT}",
@@ -94,6 +96,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory, pki: dict[str, Path]) -> Itera
                 "proxy-egress": "http-proxy",
                 "proxy-timeout": "1s",
                 "proxy-retries": "2",
+                "proxy-capture-tcp-ports": PLAIN_ECHO.rsplit(":", 1)[1],
             }
         )
         yield world
@@ -146,6 +149,17 @@ def test_non_http_tcp_passes_through_with_connection_metrics(pod: World) -> None
     assert pod.metric(name, destination=ECHO, protocol="tcp") == 1
     assert pod.metric("envoy_capture_outbound_bytes_sent", destination=ECHO) == 17
     assert pod.metric("envoy_capture_outbound_bytes_received", destination=ECHO) == 17
+
+
+def test_a_client_that_half_closes_at_once_passes_on_a_tcp_port(pod: World) -> None:
+    """Envoy closes a connection whose client half-closes while the listener's
+    inspectors still read it (27 of 30 here, to an inspected port);
+    proxy-capture-tcp-ports takes the inspectors off those ports."""
+    results = pod.client(*[f"tcpfin://{PLAIN_ECHO}/ping-{i}%0A" for i in range(10)])
+    assert [r.get("echo") for r in results] == [f"ping-{i}\n" for i in range(10)], results
+    name = "envoy_capture_outbound_connections"
+    assert pod.metric(name, destination=PLAIN_ECHO, protocol="tcp") == 10
+    assert pod.stat("listener.capture_outbound.downstream_listener_filter_remote_close") == 0
 
 
 def test_tls_from_the_app_passes_untouched_with_sni_in_metrics(

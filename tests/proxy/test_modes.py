@@ -95,8 +95,9 @@ def test_captured_listeners_bind_loopback_and_restore_the_destination(tmp_path: 
         {**MODES, "SIDECAR_OUTLIER_5XX": "3", "SIDECAR_RATE_LIMIT": "100/s"},
         {**MODES, "SIDECAR_RETRIES": "0", "SIDECAR_TIMEOUT": "0s"},
         {"SIDECAR_CAPTURE": "iptables", "SIDECAR_UPSTREAM": "https://api.example.com"},
+        {**MODES, "SIDECAR_CAPTURE_TCP_PORTS": "25,3306,6000-6010"},
     ],
-    ids=["modes", "policy", "no-retries", "with-explicit"],
+    ids=["modes", "policy", "no-retries", "with-explicit", "tcp-ports"],
 )
 def test_envoy_accepts_the_rendered_configuration(tmp_path: Path, env: dict[str, str]) -> None:
     s = settings(tmp_path, **env)
@@ -110,3 +111,19 @@ def test_envoy_accepts_the_rendered_configuration(tmp_path: Path, env: dict[str,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tcp_ports_take_the_inspectors_off_those_destination_ports(tmp_path: Path) -> None:
+    s = settings(tmp_path, SIDECAR_CAPTURE="iptables", SIDECAR_CAPTURE_TCP_PORTS="6000-6010,25")
+    filters = listeners(config.render(s))["capture_outbound"]["listener_filters"]
+    by_name = {f["name"].rsplit(".", 1)[1]: f for f in filters}
+    assert "filter_disabled" not in by_name["original_dst"]  # the port it matches is its own
+    rules = [{"destination_port_range": {"start": 25, "end": 26}}]
+    rules.append({"destination_port_range": {"start": 6000, "end": 6011}})
+    for name in ("tls_inspector", "http_inspector"):
+        assert by_name[name]["filter_disabled"] == {"or_match": {"rules": rules}}
+    one = settings(tmp_path, SIDECAR_CAPTURE="iptables", SIDECAR_CAPTURE_TCP_PORTS="3306")
+    filters = listeners(config.render(one))["capture_outbound"]["listener_filters"]
+    assert filters[1]["filter_disabled"] == {"destination_port_range": {"start": 3306, "end": 3307}}
+    inbound = listeners(config.render(one))["capture_inbound"]["listener_filters"]
+    assert all("filter_disabled" not in f for f in inbound)
