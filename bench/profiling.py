@@ -2,8 +2,9 @@
 
 Without options: each stage of ``/mutate`` in-process on the bench's reviews
 (``bench.pods``), best of 5 ``timeit`` runs, no profiler overhead:
-``json.loads``, ``parse_review``, ``render``, ``make_patch``, ``to_json``,
-and the whole handler. ``--server``: ``sidecar-injector serve`` runs under
+``json.loads``, ``parse_review``, ``render`` (and render with the parsed
+annotations' memo cleared: the first pod of a Deployment), ``make_patch``,
+``to_json``, and the whole handler. ``--server``: ``sidecar-injector serve`` runs under
 pyinstrument (sampling; ``pip install pyinstrument``) or, without it, cProfile,
 while ``hey -c 16`` posts case (a) for ``--seconds``; the profile is printed.
 ``--gc``: the server's garbage collections (``gc.callbacks``: count and pause
@@ -84,7 +85,7 @@ def stages() -> list[tuple[str, str, float]]:
     """(case, stage, microseconds per call) for every stage of the handler."""
     from injector.admission.review import admit, parse_review  # noqa: PLC0415
     from injector.cli.config_file import load  # noqa: PLC0415
-    from injector.core.model import NamespaceInfo  # noqa: PLC0415
+    from injector.core.model import NamespaceInfo, _memo  # noqa: PLC0415
     from injector.core.patch import make_patch  # noqa: PLC0415
     from injector.core.render import render  # noqa: PLC0415
 
@@ -110,6 +111,12 @@ def stages() -> list[tuple[str, str, float]]:
         if annotated:
             rendered = render(pod, namespace, settings).pod
             time_it(case, "render", partial(render, pod, namespace, settings))
+
+            def first_seen(pod: Any = pod) -> Any:  # the first pod of a Deployment
+                _memo.cache_clear()
+                return render(pod, namespace, settings)
+
+            time_it(case, "render, annotations not seen before", first_seen)
             time_it(case, "make_patch", partial(make_patch, pod, rendered))
         time_it(case, "admit (render + make_patch)", partial(admit, review, settings, namespace))
         time_it(case, "Outcome.to_json", outcome.to_json)
