@@ -55,6 +55,11 @@ class PodRequest:
     secrets: tuple[SecretSpec, ...] = ()
     overrides: Mapping[str, Overrides] = field(default_factory=lambda: MappingProxyType({}))
     warnings: tuple[str, ...] = ()
+    # What is derived from this request and a profile (``rolespecs.role_values``):
+    # a memoized request meets the same profile for every replica.
+    derived: dict[tuple[str, int], tuple[object, Values]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def inject(self) -> bool | None:

@@ -25,9 +25,19 @@ OURS = frozenset(
 
 
 def role_values(role: str, request: PodRequest, profile: Profile) -> Values:
-    """The role's rows: the pod's over the profile's."""
+    """The role's rows: the pod's over the profile's (kept with the request, for
+    the next review of the same annotations; the entry holds the profile, so a
+    profile replaced since is never mistaken for it)."""
+    key = (role, id(profile))
+    found = request.derived.get(key)
+    if found is not None and found[0] is profile:
+        return found[1]
     knobs = contract_role(role).knobs
-    return request.values.only(knobs).over(profile.values.only(knobs))
+    values = request.values.only(knobs).over(profile.values.only(knobs))
+    if len(request.derived) >= 32:  # profiles come and go: never more than a few
+        request.derived.clear()
+    request.derived[key] = (profile, values)
+    return values
 
 
 def plan_proxy(

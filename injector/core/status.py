@@ -11,9 +11,12 @@ never make re-injection strip the user's own containers or volumes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from contract import layout
 from contract.layout import STATUS
@@ -137,7 +140,12 @@ class Status:
             data["shareProcessNamespace"] = True
         if self.default_container:
             data["defaultContainer"] = True
-        return _COMPACT.encode(data)
+        encoded = _ENCODER.encode(data)
+        # Printable ASCII (our names always are): the same text json.dumps writes.
+        if _PRINTABLE.fullmatch(encoded):
+            return encoded.decode("ascii")
+        return json.dumps(data, separators=(",", ":"))
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps(..., separators) makes one a call
+_ENCODER = msgspec.json.Encoder()
+_PRINTABLE = re.compile(rb"[ -~]*")
