@@ -2,14 +2,14 @@
 (the profile's; ``test_nodes_vault.py`` tests its logins) and, for dynamic
 credentials (no database runs in the cluster), the Vault stand-in.
 
-One pod with every role (proxy, secrets, config) under a pod ``fsGroup``,
+One pod with every role (proxy, secrets, config, logs) under a pod ``fsGroup``,
 its app running as another user than the agents: the secret is on disk
 before the app's first instruction and that user reads it through the
 kubelet's fsGroup handling; a changed ConfigMap reaches the app's files
 and reloads it exactly once. Its create -> Ready time is reported at the end
-of the run (``startup``). A dynamic secret with a 6-second lease is renewed
-while its pod runs; an unreachable Vault fails the init container within its
-deadline, with the reason in ``kubectl describe``.
+of the run, with when each container started. A dynamic secret with a
+6-second lease is renewed while its pod runs; an unreachable Vault fails the
+init container within its deadline, with the reason in ``kubectl describe``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -86,15 +87,17 @@ def all_roles(kube: Kube, kubectl: str, injector: Injector) -> Iterator[AllRoles
             "secret-db": "secret/data/e2e/app",
             "config-source": "configmap:app-config",
             "reload": "http://127.0.0.1:8080/-/reload",
+            "logs-path": "/var/log/app",
         },
         containers=[app],
         securityContext={"fsGroup": FS_GROUP},
     )
     started = time.monotonic()
     workloads.apply(kubectl, namespace, pod)
-    workloads.ready(kube, namespace, "all")
+    ready = workloads.ready(kube, namespace, "all")
     seconds = time.monotonic() - started
-    record_startup("all-roles pod (proxy, secrets, config) create -> Ready", seconds)
+    what = "all-roles pod (proxy, secrets, config, logs) create -> Ready"
+    record_startup(f"{what} [{_started(ready)}]", seconds)
     yield AllRoles(namespace, kubectl, seconds)
     kube.delete_namespace(namespace)
 
@@ -197,6 +200,19 @@ def test_unreachable_vault_fails_the_init_container_within_its_deadline(
     assert finished - started <= INIT_DEADLINE + 5, (started, finished)
     described = workloads.kubectl([kubectl], "-n", namespace, "describe", "pod", "novault")
     assert message.strip().splitlines()[-1].strip() in described
+
+
+def _started(pod: dict[str, Any]) -> str:
+    """When each container started, in seconds after the pod was created (the
+    API's timestamps have whole seconds), e.g. ``sidecar-proxy +1, app +6``."""
+    created = _timestamp(pod["metadata"]["creationTimestamp"])
+    status = pod["status"]
+    starts = []
+    for entry in [*status.get("initContainerStatuses", []), *status["containerStatuses"]]:
+        state = entry["state"].get("running") or entry["state"].get("terminated") or {}
+        if "startedAt" in state:
+            starts.append((_timestamp(state["startedAt"]) - created, entry["name"]))
+    return ", ".join(f"{name} +{offset:.0f}" for offset, name in sorted(starts))
 
 
 def _timestamp(value: str) -> float:

@@ -215,6 +215,10 @@ def logs_container(plan: Plan, spec: RoleSpec) -> dict[str, Any]:
     container["readinessProbe"] = ready | {"periodSeconds": 10, "failureThreshold": 3}
     if plan.native:
         container["restartPolicy"] = "Always"
+        # The app starts once the agent reads (its first lines are not missed),
+        # and the pod is Ready then: a readiness probe alone, failing once
+        # before the agent listens, would hold Ready for a whole period.
+        container["startupProbe"] = ready | {"periodSeconds": 1, "failureThreshold": 120}
     return container
 
 
