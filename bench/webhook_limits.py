@@ -3,7 +3,8 @@ next to normal ones, and linearity.
 
 * cores: case (a) at 16 concurrent with the server on one core (``taskset -c
   0``: one worker) and on both (two workers); the goal is the ratio. hey runs
-  on the same two cores, so the two-core run shares them with it.
+  on the same two cores, so the two-core run shares them with it; the server
+  CPU per review of both, and each worker's share of it, show both serve.
 * memory: of the server (supervisor and workers) after 1,000 and after
   100,000 reviews of case (a): PSS (each page counted once: what the pod's
   cgroup is charged; the goal) and RSS summed over the processes.
@@ -32,7 +33,7 @@ from typing import Any
 import httpx
 
 from bench import pods, tools
-from bench.processes import child_pids, rss_mib
+from bench.processes import child_pids, cpu_seconds, rss_mib
 from bench.report import Goal, Measure
 from bench.webhook import CONCURRENCY, Plan, Webhook
 
@@ -67,6 +68,8 @@ def cores(workdir: Path, paths: dict[str, str], plan: Plan, body: Path) -> list[
         "two": Webhook(workdir / "cores-two").start(),
     }
     results: dict[str, float] = {"one": 0.0, "two": 0.0}
+    cpu: dict[str, float] = {"one": 1e9, "two": 1e9}  # server CPU per review, best round
+    shares: list[float] = []  # each worker's part of the two-worker server's CPU
     options: dict[str, Any] = {
         "method": "POST",
         "body_file": str(body),
@@ -79,6 +82,9 @@ def cores(workdir: Path, paths: dict[str, str], plan: Plan, body: Path) -> list[
             )
         for _ in range(max(plan.rounds, 2)):
             for name, server in servers.items():
+                workers = child_pids(server.service.pid)
+                before = [cpu_seconds(w, children=False) for w in workers]
+                total = cpu_seconds(server.service.pid)
                 run = tools.hey(
                     paths["hey"],
                     server.base + "/mutate",
@@ -87,6 +93,12 @@ def cores(workdir: Path, paths: dict[str, str], plan: Plan, body: Path) -> list[
                     **options,
                 )
                 results[name] = max(results[name], run.rps)
+                used = run.with_cpu(cpu_seconds(server.service.pid) - total).cpu_us
+                cpu[name] = min(cpu[name], used or 1e9)
+                after = [cpu_seconds(w, children=False) for w in workers]
+                spent = [a - b for a, b in zip(after, before, strict=True)]
+                if name == "two" and sum(spent) > 0:
+                    shares = [s / sum(spent) for s in spent]
     finally:
         for server in servers.values():
             server.stop()
@@ -109,6 +121,18 @@ def cores(workdir: Path, paths: dict[str, str], plan: Plan, body: Path) -> list[
             baseline_label="one core",
             goal=CORES,
             note="hey runs on the same two cores: in the two-core run it takes its share of them",
+        ),
+        Measure(
+            "webhook",
+            "webhook.cores.cpu_two",
+            "(a) all roles: server CPU per review, two workers (best round)",
+            round(cpu["two"], 1),
+            "us",
+            baseline=round(cpu["one"], 1),
+            baseline_label="one worker",
+            note="both workers serve; their shares of the workers' CPU: "
+            f"{', '.join(f'{s:.0%}' for s in shares) or 'not measured'} (a review costs more "
+            "CPU when hey and the machine's other work run on the same two cores)",
         ),
     ]
 
