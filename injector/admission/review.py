@@ -97,6 +97,7 @@ class _PodEnvelope(msgspec.Struct):
 _ENVELOPE = msgspec.json.Decoder(_HeadEnvelope)  # one pass, skipping all but the head
 _WHOLE = msgspec.json.Decoder(_Envelope)  # one pass, the pod decoded whole
 _PREFIX_BYTES = PREFIX.encode()
+_HEAD_BYTES = 4096  # where a pod's annotations are looked for before decoding
 _POD = msgspec.json.Decoder(_PodEnvelope)  # the second pass, when injection may happen
 _ENCODER = msgspec.json.Encoder()
 
@@ -188,8 +189,10 @@ def parse_review(body: bytes) -> Review:
         raise BadReview(f"request body is {len(body)} bytes; at most {MAX_BODY} are accepted")
     # A body that spells our prefix is most likely a pod to inject: decode it whole
     # in one pass; any other skims past the pod (an escaped prefix only costs
-    # the second pass, never a wrong answer).
-    whole = _PREFIX_BYTES in body
+    # the second pass, never a wrong answer). Only the head is searched: the
+    # annotations come before the spec, and a search through 17 KB of a pod
+    # costs ~12 us (common letters); a prefix further on costs the second pass.
+    whole = body.find(_PREFIX_BYTES, 0, _HEAD_BYTES) >= 0
     envelope: _Envelope = _decode(_WHOLE if whole else _ENVELOPE, body, "request body")
     if envelope.kind != "AdmissionReview" or envelope.api_version != API_VERSION:
         raise BadReview(

@@ -257,3 +257,19 @@ def test_an_internal_error_is_logged_once_without_the_pod(
     assert "in broken" in text  # where it happened
     assert secret not in text
     assert secret not in json.dumps(answer)
+
+
+@pytest.mark.parametrize("label_bytes", [0, 5000])
+def test_annotations_found_wherever_they_are_in_the_body(label_bytes: int) -> None:
+    """The whole pod is decoded in one pass when our prefix shows in the body's
+    head, else after a first pass over the annotations: the same answer."""
+    obj = pod({P + "inject": "true", P + "proxy-upstream": "http://x:80"})
+    obj["metadata"] = {"labels": {"long": "x" * label_bytes}, **obj["metadata"]}
+    body = json.dumps(review(obj, uid="u")).encode()
+    assert (body.find(P.encode()) < review_module._HEAD_BYTES) == (label_bytes == 0)
+    parsed = review_module.parse_review(body)
+    assert (parsed._document is not None) == (label_bytes == 0)
+    outcome = review_module.admit(parsed, SETTINGS, NamespaceInfo("default"))
+    assert outcome.result == "injected"
+    result = patched(obj, json.loads(outcome.to_json())["response"])
+    assert result["spec"]["initContainers"][0]["name"] == "sidecar-proxy"
