@@ -4,10 +4,11 @@ Namespace ``capture-*`` (Pod Security ``privileged``, what capture needs):
 
 - ``echo`` (uninjected APP, Service ``echo`` 80 -> 8080) and ``other``
   (uninjected: APP on 8080 and a plain TCP echo on 7000; Service ``other``
-  9090 -> 8080 and 7000 -> 7000) are the destinations; ``echo`` is also the
-  client of the inbound test;
-- ``shop`` (injected, ``proxy-capture: iptables``, Service ``shop`` 80 ->
-  the app's own 8080, not 15006): its app knows nothing of the proxy. The
+  9090 -> 8080, 7000 and 7001 -> 7000) are the destinations; ``echo`` is
+  also the client of the inbound test;
+- ``shop`` (injected, ``proxy-capture: iptables``, ``proxy-capture-tcp-ports:
+  7000``, Service ``shop`` 80 -> the app's own 8080, not 15006): its app
+  knows nothing of the proxy. The
   kubelet runs ``sidecar-capture-init`` first (user 0, NET_ADMIN and NET_RAW
   only), then the proxy, then the app.
 
@@ -55,18 +56,22 @@ def serve(connection):
 while True:
     threading.Thread(target=serve, args=(server.accept()[0],), daemon=True).start()
 """
-# Client-first and not HTTP: the proxy passes it through as TCP. It reads the
-# echo before closing: a client that half-closes at once, before the proxy's
-# listener filters have looked at its bytes, is closed by Envoy (README).
+# Client-first and not HTTP: the proxy passes it through as TCP. COUNT
+# connections; "fin": each half-closes right after sending, then reads until
+# the server closes (Envoy closes such a client while its inspectors read,
+# unless the port is in proxy-capture-tcp-ports); else it reads the echo.
 TCP_CLIENT = r"""
 import socket, sys
-message = sys.argv[3].encode()
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30) as s:
-    s.sendall(message)
-    got = b""
-    while len(got) < len(message) and (data := s.recv(4096)):
-        got += data
-print(got.decode())
+host, port, message, count, mode = sys.argv[1:]
+for _ in range(int(count)):
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(message.encode())
+        if mode == "fin":
+            s.shutdown(socket.SHUT_WR)
+        got = b""
+        while (mode == "fin" or len(got) < len(message)) and (data := s.recv(4096)):
+            got += data
+    print(got.decode(), end="")
 """
 # The capture init container's command again, between two looks at the rules
 # (chain counters left out: they move with the traffic).
@@ -151,10 +156,16 @@ def captured(kube: Kube, kubectl: str, injector: Injector) -> Iterator[Captured]
         other_service["spec"]["ports"] = [
             {"name": "http", "port": 9090, "targetPort": 8080},
             {"name": "tcp", "port": 7000, "targetPort": 7000},
+            {"name": "tcp-inspected", "port": 7001, "targetPort": 7000},
         ]
         shop = workloads.pod(
             "shop",
-            {"inject": "true", "proxy-capture": "iptables", "proxy-retries": "2"},
+            {
+                "inject": "true",
+                "proxy-capture": "iptables",
+                "proxy-retries": "2",
+                "proxy-capture-tcp-ports": "7000",
+            },
             containers=[_app()],
         )
         workloads.apply(
@@ -239,26 +250,34 @@ def test_a_503_from_a_service_is_retried(captured: Captured) -> None:
     assert metric(text, "envoy_cluster_upstream_rq_retry", envoy_cluster_name=cluster) >= 1, text
 
 
-def test_plain_tcp_to_a_service_passes_through(captured: Captured) -> None:
-    ns = captured.namespace
-    message = "not http, just bytes\n"
-    assert captured.app(TCP_CLIENT, f"other.{ns}.svc", "7000", message) == message + "\n"
-    destination = f"{captured.other_ip}:7000"
+def _tcp_counted(captured: Captured, destination: str, count: int, size: int) -> None:
+    """Each connection to destination counted as TCP, with its bytes both ways."""
 
     def counted() -> str | None:
         # Counted when the connection closes (the access log's moment).
         text = captured.metrics()
         sent = metric(text, "envoy_capture_outbound_bytes_sent", destination=destination)
-        return text if sent else None
+        return text if sent == count * size else None
 
-    text = workloads.eventually(counted, 30, f"the TCP connection to {destination} counted")
+    text = workloads.eventually(counted, 30, f"the TCP connections to {destination} counted")
     connections = metric(
         text, "envoy_capture_outbound_connections", destination=destination, protocol="tcp"
     )
-    assert connections == 1, text
-    for direction in ("sent", "received"):
-        counter = f"envoy_capture_outbound_bytes_{direction}"
-        assert metric(text, counter, destination=destination) == len(message), text
+    assert connections == count, text
+    received = metric(text, "envoy_capture_outbound_bytes_received", destination=destination)
+    assert received == count * size, text
+
+
+def test_plain_tcp_to_a_service_passes_through(captured: Captured) -> None:
+    host = f"other.{captured.namespace}.svc"
+    message = "not http, just bytes\n"
+    # Port 7001: looked at (not HTTP, not TLS), then passed through.
+    assert captured.app(TCP_CLIENT, host, "7001", message, "1", "read") == message
+    _tcp_counted(captured, f"{captured.other_ip}:7001", 1, len(message))
+    # Port 7000 (proxy-capture-tcp-ports): passed through at once, so clients that
+    # half-close right after sending get their answer too, every time.
+    assert captured.app(TCP_CLIENT, host, "7000", message, "5", "fin") == message * 5
+    _tcp_counted(captured, f"{captured.other_ip}:7000", 5, len(message))
 
 
 def test_inbound_through_a_service_to_the_app_port_arrives_via_the_proxy(
