@@ -7,7 +7,8 @@ namespace). It must stop in seconds, before building or starting anything,
 with the cause and the fix, and leave no state directory behind. Failures
 met later, in a component's log (a port taken, runc refusing a container,
 missing CNI plugins), are named by ``e2e.node.hint``:
-tests/test_node_harness.py.
+tests/test_node_harness.py. In CI (``SIDECAR_TESTS_NO_SKIP``), a cluster
+that came up without its node fails the e2e suite, saying why.
 """
 
 from __future__ import annotations
@@ -60,3 +61,22 @@ def test_a_missing_package_is_named_with_the_fix(tmp_path: Path) -> None:
     assert "iptables not found: apt-get install iptables" in result.stderr
     assert "runc not found" not in result.stderr
     assert list(tmp_path.iterdir()) == []  # no state directory left
+
+
+def test_ci_fails_when_the_cluster_has_no_node(tmp_path: Path) -> None:
+    """``SIDECAR_TESTS_NO_SKIP`` (set by .ci/run): a cluster without its node
+    fails the e2e suite instead of leaving the nodes tests out, saying why."""
+    suite = [sys.executable, "-m", "e2e.suite", "-k", "test_api_access_token_lists_configmaps"]
+    result = subprocess.run(
+        [sys.executable, "-m", "e2e.cluster", "run", "--", *suite],
+        cwd=ROOT,
+        env=dict(os.environ, SIDECAR_E2E_NODE="0", SIDECAR_TESTS_NO_SKIP="1", TMPDIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert "1 passed" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "the nodes tests were not run" in result.stderr
+    assert "run as root, without SIDECAR_E2E_NODE=0" in result.stderr
