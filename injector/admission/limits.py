@@ -9,6 +9,7 @@ of ``MAX_MESSAGE_CHARS`` (the API server keeps 4 KiB of warnings in all).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,8 +59,8 @@ def check_limits(pod: Any, annotations: Mapping[str, str]) -> None:
     type check comes next), so this is cheap whatever the pod holds."""
     counts = {
         "annotations": len(annotations),
-        "our annotations": sum(1 for key in annotations if key.startswith(PREFIX)),
-        "annotation bytes": sum(len(k) + len(v) for k, v in annotations.items()),
+        "our annotations": sum(map(_OURS, annotations)),
+        "annotation bytes": sum(map(len, annotations)) + sum(map(len, annotations.values())),
     }
     pod = _mapping(pod)
     spec, metadata = _mapping(pod.get("spec")), _mapping(pod.get("metadata"))
@@ -79,6 +80,9 @@ def check_limits(pod: Any, annotations: Mapping[str, str]) -> None:
             f"the pod has {', '.join(over)} (per container for mounts and ports): more than "
             f'the injector handles ({limits}); trim them, or set {PREFIX}inject: "false"'
         )
+
+
+_OURS = operator.methodcaller("startswith", PREFIX)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -211,6 +211,15 @@ def _all_mappings(items: list[Any]) -> bool:
 
 
 _DICT = frozenset((dict,))
+_STR = frozenset((str,))
+_EMPTY: Mapping[str, Any] = {}
+
+
+def _all_strings(value: Mapping[Any, Any]) -> bool:
+    """Keys and values all strings (plain ``str`` in one C-level pass each)."""
+    if set(map(type, value)) <= _STR and set(map(type, value.values())) <= _STR:
+        return True
+    return all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
 def check_pod(obj: Any, where: str) -> Pod:
@@ -225,10 +234,7 @@ def check_pod(obj: Any, where: str) -> Pod:
         raise NotAPod(f"{where or 'the pod'}: a Pod needs metadata and spec objects")
     for key in ("annotations", "labels"):
         value = metadata.get(key)
-        if value is not None and not (
-            isinstance(value, Mapping)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-        ):
+        if value is not None and not (_is_mapping(value) and _all_strings(value)):
             raise NotAPod(f"{_at(where)}metadata.{key}: expected a map of strings")
     if not isinstance(metadata.get("ownerReferences", []), list):
         raise NotAPod(f"{_at(where)}metadata.ownerReferences: expected a list")
@@ -257,7 +263,7 @@ def _check_items(items: Any, where: str) -> None:
             value = item.get(sub, [])
             if not isinstance(value, list) or not _all_mappings(value):
                 raise NotAPod(f"{where}[].{sub}: expected a list of objects")
-        if not isinstance(item.get("securityContext", {}), Mapping):
+        if not _is_mapping(item.get("securityContext", _EMPTY)):
             raise NotAPod(f"{where}[].securityContext: expected an object")
 
 
