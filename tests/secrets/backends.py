@@ -11,7 +11,8 @@ stand-in is fixed.
 Roles take policies as path prefixes (``secret/data/app/``); the real
 backend writes them as an ACL policy named after the role. Calls are counted
 from the stand-in's log of requests, and from Vault's file audit device
-(requests made with the set-up's root token left out). ``restart`` and
+(requests made with the set-up's root token left out); ``tokens`` come from
+the same log, written raw (``log_raw``: a test's throwaway server only). ``restart`` and
 ``start`` after ``stop`` bring the real server back empty, so its set-up is
 replayed, as an operator's automation would.
 """

@@ -2,7 +2,7 @@
 secrets role prints, whatever the template does.
 
 ``sidecar secrets --init`` runs as a real process against the real Vault
-and the stand-in (its tokens read from the real one's raw audit log) with
+and the stand-in (the real one's tokens read from its raw audit log) with
 hostile templates (each looks a key up by a secret value, includes a
 template named by one, reaches a forbidden attribute named by one, or makes a
 filter fail on one). Everything it prints (stdout and stderr: what
