@@ -1,9 +1,13 @@
 """The Vault wrapper module is derived from Vault's own go.mod (as ``go mod
 edit -json`` parses it): local-path replaces become the published versions
-Vault requires, other replaces are copied, and anything else is refused."""
+Vault requires, other replaces are copied, and anything else is refused.
+CI (``.ci/run``) runs the real-Vault tests, building Vault on first use."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,3 +59,19 @@ def test_a_local_replace_vault_does_not_require_is_refused() -> None:
     }
     with pytest.raises(BuildError, match=r"github\.com/hashicorp/vault/x is replaced by \./x"):
         vault_build.wrapper_go_mod(upstream)
+
+
+def test_ci_runs_the_real_vault_tests_and_never_skips_them() -> None:
+    """``.ci/run`` calls ``make test``, whose pytest run selects every test of
+    tests/ (the real-Vault ones build Vault before the first test), and turns
+    their skips (no PostgreSQL) into failures."""
+    root = Path(__file__).resolve().parents[2]
+    planned = subprocess.run(
+        ["make", "-n", "test"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    runs = [line.split(" -m pytest ", 1)[1].split() for line in planned if " -m pytest " in line]
+    assert [run for run in runs if run[-1] == "tests"], planned
+    assert all("-m" not in run and "-k" not in run for run in runs), planned
+    ci = (root / ".ci" / "run").read_text()
+    assert re.search(r"^export SIDECAR_TESTS_NO_SKIP=1$", ci, re.M)
+    assert re.search(r"^make test$", ci, re.M)
