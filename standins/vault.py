@@ -190,9 +190,11 @@ class VaultStandIn:
             )
             return len(versions)
 
-    def delete_kv2(self, path: str, mount: str = "secret") -> None:
+    def delete_kv2(self, path: str, mount: str = "secret", version: int = 0) -> None:
+        """Soft-delete one version (0: the latest)."""
         with self.lock:
-            self.state.kv2[mount][path][-1]["deletion_time"] = _now()
+            versions = self.state.kv2[mount][path]
+            versions[version - 1 if version else -1]["deletion_time"] = _now()
 
     def put_kv1(self, path: str, data: Json, mount: str = "kv") -> None:
         with self.lock:

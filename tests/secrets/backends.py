@@ -68,8 +68,8 @@ class Backend(ABC):
     def put_kv2(self, path: str, data: Json) -> None: ...
 
     @abstractmethod
-    def delete_kv2(self, path: str) -> None:
-        """Soft-delete the latest version."""
+    def delete_kv2(self, path: str, version: int = 0) -> None:
+        """Soft-delete one version (0: the latest)."""
 
     @abstractmethod
     def put_kv1(self, path: str, data: Json) -> None: ...
@@ -160,8 +160,8 @@ class StandInBackend(Backend):
     def put_kv2(self, path: str, data: Json) -> None:
         self.server.put_kv2(path, data)
 
-    def delete_kv2(self, path: str) -> None:
-        self.server.delete_kv2(path)
+    def delete_kv2(self, path: str, version: int = 0) -> None:
+        self.server.delete_kv2(path, version=version)
 
     def put_kv1(self, path: str, data: Json) -> None:
         self.server.put_kv1(path, data)
@@ -294,8 +294,11 @@ class RealBackend(Backend):
     def put_kv2(self, path: str, data: Json) -> None:
         self._write(f"secret/data/{path}", {"data": data})
 
-    def delete_kv2(self, path: str) -> None:
-        self.vault.delete(f"secret/data/{path}")
+    def delete_kv2(self, path: str, version: int = 0) -> None:
+        if version:
+            self.vault.write(f"secret/delete/{path}", {"versions": [version]})
+        else:
+            self.vault.delete(f"secret/data/{path}")
 
     def put_kv1(self, path: str, data: Json) -> None:
         self._write(f"kv/{path}", data)

@@ -278,6 +278,24 @@ def test_deleted_and_missing_secrets_are_named(
         agent.render_all(Deadline.after(3), StopEvent())
 
 
+def test_a_pinned_version_deleted_later_is_named_and_the_latest_still_read(
+    backend: Backend, token_file: Path, tmp_path: Path
+) -> None:
+    backend.put_kv2("app/config", {"api_key": "k-2", "region": "eu"})  # version 2
+    backend.delete_kv2("app/config", version=1)
+    spec = [KV, {"name": "pinned", "path": "secret/data/app/config?version=1"}]
+    settings = load(args(backend, token_file, tmp_path, spec, "--init"), environ={})
+    agent = build(settings, Registry(), Logger("t", stream=StringIO()))
+    with pytest.raises(SourceError) as caught:
+        agent.render_all(Deadline.after(3), StopEvent())
+    assert str(caught.value).startswith(
+        "secrets not rendered by the deadline (pinned): secret at "
+        "secret/data/app/config?version=1: version 1 was deleted at "
+    )
+    assert (tmp_path / "secrets" / "config").read_text() == "api_key: k-2\nregion: eu\n"
+    assert not (tmp_path / "secrets" / "pinned").exists()
+
+
 def test_answers_cut_off_half_way_are_retried_not_taken_for_empty_ones(
     vault: VaultStandIn, jwt_file: Path, tmp_path: Path
 ) -> None:
