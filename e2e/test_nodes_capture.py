@@ -6,11 +6,11 @@ Namespace ``capture-*`` (Pod Security ``privileged``, what capture needs):
   (uninjected: APP on 8080 and a plain TCP echo on 7000; Service ``other``
   9090 -> 8080, 7000 and 7001 -> 7000) are the destinations; ``echo`` is
   also the client of the inbound test;
-- ``shop`` (injected, ``proxy-capture: iptables``, ``proxy-capture-tcp-ports:
-  7000``, Service ``shop`` 80 -> the app's own 8080, not 15006): its app
-  knows nothing of the proxy. The
-  kubelet runs ``sidecar-capture-init`` first (user 0, NET_ADMIN and NET_RAW
-  only), then the proxy, then the app.
+- ``shop`` (injected, ``proxy-capture: iptables``, ``proxy-timeout: 3s``,
+  ``proxy-capture-tcp-ports: 7000``, Service ``shop`` 80 -> the app's own
+  8080, not 15006): its app knows nothing of the proxy. The kubelet runs
+  ``sidecar-capture-init`` first (user 0, NET_ADMIN and NET_RAW only), then
+  the proxy, then the app.
 
 Namespace ``egress-*`` (Pod Security ``restricted``): ``web`` (injected,
 ``proxy-egress: http-proxy``, no capability anywhere) calls ``echo`` by a
@@ -164,6 +164,7 @@ def captured(kube: Kube, kubectl: str, injector: Injector) -> Iterator[Captured]
                 "inject": "true",
                 "proxy-capture": "iptables",
                 "proxy-retries": "2",
+                "proxy-timeout": "3s",
                 "proxy-capture-tcp-ports": "7000",
             },
             containers=[_app()],
@@ -248,6 +249,16 @@ def test_a_503_from_a_service_is_retried(captured: Captured) -> None:
     text = captured.metrics()
     cluster = "capture_outbound_http"
     assert metric(text, "envoy_cluster_upstream_rq_retry", envoy_cluster_name=cluster) >= 1, text
+
+
+def test_a_slow_service_gets_the_route_timeout(captured: Captured) -> None:
+    ns = captured.namespace
+    # proxy-timeout 3s; other's /slow?8 answers after 8 s: the app gets a 504 at 3 s.
+    (slow,) = request(captured.kubectl, ns, "shop", "GET", f"http://other.{ns}.svc:9090/slow?8")
+    assert slow["status"] == 504, slow
+    destination = f"{captured.other_ip}:9090"
+    text = captured.metrics()
+    assert metric(text, "envoy_capture_outbound_requests", destination=destination, code="504") == 1
 
 
 def _tcp_counted(captured: Captured, destination: str, count: int, size: int) -> None:
