@@ -20,7 +20,8 @@ denied`` for an unverifiable JWT or an unknown auth mount); 403 errors worded
 as Vault's go-multierror (``1 error occurred:\n\t* permission denied\n\n``,
 ``... invalid token`` for a dead token; bare without a token); KV v2 versions,
 ``?version=N``, 404 ``{"errors": []}`` for a missing path or version, and 404
-*with* ``data.data: null`` and the metadata for a soft-deleted version; KV v1
+*with* ``data.data: null`` and the metadata for a soft-deleted version (the
+latest or a pinned one); KV v1
 ``lease_duration`` from a ``ttl`` key (else the mount's 2764800) without a
 lease; token ``lookup-self``/``renew-self``/``revoke-self`` and capped
 renewals' warning (``TTL of "1h" exceeded the effective max_ttl of "1m30s";

@@ -125,6 +125,11 @@ def test_kv2_versions_and_soft_delete(backend: Backend) -> None:
     assert answer["data"]["data"] is None
     assert answer["data"]["metadata"]["version"] == 2
     assert answer["data"]["metadata"]["deletion_time"]
+    backend.delete_kv2("app/config", version=1)  # a pinned version
+    status, answer = call(backend.addr, "GET", "/v1/secret/data/app/config?version=1", token)
+    assert (status, answer["data"]["data"]) == (404, None)
+    assert answer["data"]["metadata"]["version"] == 1
+    assert answer["data"]["metadata"]["deletion_time"]
     assert call(backend.addr, "GET", "/v1/secret/data/app/none", token) == (404, {"errors": []})
 
 
