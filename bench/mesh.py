@@ -32,7 +32,7 @@ from typing import Any
 
 from bench import tools
 from bench.errors import BenchError
-from bench.processes import Service, cpu_seconds, free_ports
+from bench.processes import Service, cpu_seconds, free_ports, rss_mib
 from bench.proxy import _check_body, nginx_config
 from bench.report import Goal, Measure
 from bench.tools import LoadResult
@@ -41,6 +41,7 @@ from sidecar.errors import SidecarError
 THROUGHPUT_GOAL = Goal(">= 85% of plaintext", "ratio_min", 0.85)
 HANDSHAKE_GOAL = Goal("<= 5 ms", "max", 5.0)
 ISSUANCE_GOAL = Goal("<= 100 ms", "max", 100.0)
+RSS_GOAL = Goal("<= 30 MiB", "max", 30.0)
 CONNECTIONS = 32
 ISSUE_RATE = 50
 
@@ -61,11 +62,23 @@ def run(workdir: Path, quick: bool, paths: dict[str, str]) -> tuple[list[Measure
                 key=lambda t: _quantiles(t).get("p99", float("inf")),
             )
             handshake_cpu = proxies.handshake_cpu_us
+            agent_rss = rss_mib(proxies.services[1].pid)
         finally:
             proxies.stop()
         issued = cluster.issuance(ISSUE_RATE, seconds=3 if quick else 6, rounds=1 if quick else 3)
     measures = _measures(closed, cpu, handshakes, issued)
     measures.insert(4, _handshake_cpu(handshake_cpu))
+    measures.append(
+        Measure(
+            "mesh",
+            "mesh.agent.rss",
+            "a meshed proxy's agent: RSS after issuance and traffic",
+            round(agent_rss, 1),
+            "MiB",
+            goal=RSS_GOAL,
+            note="the key and CSR are made in a short-lived child; Envoy not counted",
+        )
+    )
     raw = {
         "closed": {k: [r.to_json() for r in v] for k, v in closed.items()},
         "handshake_ms": _quantiles(handshakes),

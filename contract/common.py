@@ -42,6 +42,23 @@ RELOAD: Knob[ReloadTarget] = Knob(
     example="GET http://127.0.0.1:8080/-/reload",
     accepted="an http(s) URL (POST), `GET URL`, or `signal:SIGHUP[:process-name]`",
 )
+POD_NAMESPACE: Knob[str] = Knob(
+    "namespace",
+    values.TEXT,
+    "the pod's namespace, rendered by the injector (downward API): where config finds its "
+    "ConfigMap or Secret; what every logs record says; what the proxy's mesh identity names",
+    env="SIDECAR_POD_NAMESPACE",
+    flag="--namespace",
+    doc_default="config: the in-cluster namespace file",
+)
+POD_NAME: Knob[str] = Knob(
+    "pod_name",
+    values.TEXT,
+    "the pod's name, rendered by the injector (downward API): in every logs record; in the "
+    "proxy's certificate requests (the operator checks it is the token's pod)",
+    env="SIDECAR_POD_NAME",
+    flag="--pod-name",
+)
 INIT_DEADLINE: Knob[float] = Knob(
     "deadline",
     values.DURATION,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from contract import layout, values
-from contract.common import INIT_DEADLINE, RELOAD, agent
+from contract.common import INIT_DEADLINE, POD_NAMESPACE, RELOAD, agent
 from contract.knobs import Knob, Role
 from contract.values import Source
 
@@ -58,15 +58,7 @@ INTERVAL: Knob[float] = Knob(
     example="45s",
     profile="configInterval",
 )
-NAMESPACE: Knob[str] = Knob(
-    "namespace",
-    values.TEXT,
-    "the pod's namespace, rendered by the injector (downward API): where config finds its "
-    "ConfigMap or Secret; what every logs record says",
-    env="SIDECAR_POD_NAMESPACE",
-    flag="--namespace",
-    doc_default="config: the in-cluster namespace file",
-)
+NAMESPACE = POD_NAMESPACE  # where the ConfigMap or Secret is (shared with the proxy's mesh)
 KUBE_API: Knob[str] = Knob(
     "kube_api",
     values.HTTP_URL,

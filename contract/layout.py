@@ -66,3 +66,17 @@ LOGS_VOLUME: Final = "sidecar-logs"
 LOGS_STATE_VOLUME: Final = "sidecar-logs-state"
 LOGS_AUTH_VOLUME: Final = "sidecar-logs-auth"
 VAULT_AUDIENCE: Final = "vault"
+
+# Mesh mTLS: the operator's certificate endpoint, what a meshed proxy mounts.
+MESH_PORT: Final = 15012
+MESH_AUDIENCE: Final = PREFIX + "identity"
+MESH_SIGNER_NAME: Final = PREFIX + "mesh"  # PodCertificateRequests' signerName
+MTLS_LABEL: Final = PREFIX + "mtls"  # on meshed pods: the operator lists them by it
+IDENTITY_TOKEN_VOLUME: Final = "sidecar-identity-token"  # noqa: S105 (a volume name)
+IDENTITY_TOKEN_DIR: Final = "/var/run/sidecar/identity"  # noqa: S105 (a path)
+MESH_TRUST_CONFIGMAP: Final = "sidecar-mesh-trust"
+MESH_TRUST_VOLUME: Final = "sidecar-mesh-trust"
+MESH_TRUST_DIR: Final = "/var/run/sidecar/mesh-trust"
+POD_CREDENTIALS_VOLUME: Final = "sidecar-pod-credentials"
+POD_CREDENTIALS_DIR: Final = "/var/run/sidecar/pod-credentials"
+POD_CREDENTIALS_FILE: Final = "credentials.pem"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from contract import config, layout, values
+from contract import common, config, layout, values
 from contract.common import agent
 from contract.knobs import Knob, Role, Value
 from contract.logvalues import (
@@ -104,13 +104,7 @@ LABEL_KEYS: Knob[tuple[str, ...]] = Knob(
     profile="logs.labels",
     id="logs_labels",
 )
-POD_NAME: Knob[str] = Knob(
-    "pod_name",
-    values.TEXT,
-    "the pod's name in every record; the injector renders it (downward API)",
-    env="SIDECAR_POD_NAME",
-    flag="--pod-name",
-)
+POD_NAME = common.POD_NAME  # shared with the proxy's mesh identity
 NODE_NAME: Knob[str] = Knob(
     "node_name",
     values.TEXT,

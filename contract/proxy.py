@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contract import layout, values
+from contract import layout, mesh, values
 from contract.common import agent
 from contract.knobs import Knob, Role
 from contract.units import PortRange, Rate
@@ -297,6 +297,7 @@ ROLE = Role(
         CAPTURE_TCP_PORTS,
         EGRESS,
         EGRESS_PORT,
+        *mesh.ROWS,
     ),
     switch=SWITCH,
     default=True,

@@ -32,6 +32,7 @@ import yaml
 
 from injector.core.model import NamespaceInfo
 from injector.core.render import render
+from injector.core.settings import DEFAULT_MESH_SIGNER
 from injector.core.specs import settings_from_spec
 
 P = "sidecar.example.io/"
@@ -207,6 +208,8 @@ def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
     command = [
         sys.executable, "-m", "injector.cli", "serve", "--listen", "127.0.0.1:0",
         "--ca-out", str(tmp / "ca.crt"), "--config", str(config),
+        # as installed (the operator's mesh endpoint): meshed pods get mTLS
+        "--mesh-signer", DEFAULT_MESH_SIGNER,
     ]  # fmt: skip
     print("demo: starting", " ".join(["sidecar-injector", *command[3:]]))
     log_path = tmp / "serve.log"

@@ -1,9 +1,10 @@
 """Meshed pods without a kubelet, for the e2e mesh tests and ``make bench``.
 
 A pod is created with ``spec.nodeName`` set (on a Node object that has no
-kubelet: it stays Pending) and the injector's status annotation with a mesh
-entry; ``pod_token`` asks the API server for the projected token the kubelet
-would mount (TokenRequest bound to the pod, our audience, 10 minutes).
+kubelet: it stays Pending) and injected by our webhook with mtls strict (its
+status annotation then carries the mesh entry the operator checks);
+``pod_token`` asks the API server for the projected token the kubelet would
+mount (TokenRequest bound to the pod, our audience, 10 minutes).
 """
 
 from __future__ import annotations
@@ -27,20 +28,17 @@ def create_node(kube: Kube, prefix: str = "mesh-node") -> dict[str, Any]:
 def meshed_pod(
     kube: Kube, namespace: str, name: str, account: str, node: str, *, mesh: bool = True
 ) -> dict[str, Any]:
+    """A pod our webhook injects (mtls strict, or off): its status annotation and
+    label are the injector's own."""
     kube.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": account}})
-    status: dict[str, Any] = {
-        "roles": ["proxy"],
-        "containers": [],
-        "initContainers": [],
-        "volumes": [],
-    }
-    if mesh:
-        status["mesh"] = {"trustDomain": TRUST_DOMAIN, "mode": "strict"}
     pod = {
         "metadata": {
             "name": name,
-            "labels": {"sidecar.example.io/mtls": "strict"} if mesh else {},
-            "annotations": {"sidecar.example.io/status": json.dumps(status)},
+            "annotations": {
+                "sidecar.example.io/inject": "true",
+                "sidecar.example.io/mtls": "strict" if mesh else "off",
+                "sidecar.example.io/proxy-inbound-port": "8080",
+            },
         },
         "spec": {
             "serviceAccountName": account,
@@ -48,7 +46,10 @@ def meshed_pod(
             "containers": [{"name": "app", "image": "registry.example/app:1"}],
         },
     }
-    return kube.create(f"/api/v1/namespaces/{namespace}/pods", pod).expect(201)
+    created = kube.create(f"/api/v1/namespaces/{namespace}/pods", pod).expect(201)
+    status = json.loads(created["metadata"]["annotations"]["sidecar.example.io/status"])
+    assert ("mesh" in status) == mesh, status
+    return created
 
 
 def pod_token(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from contract.mesh import SIGNER
 from contract.reference import annotation_table, annotation_text
 from contract.units import parse_address
 from injector import __version__
@@ -321,11 +322,20 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--workers: {args.workers} is not 0 (one per core) or more")
     workers = args.workers or available_cores()
     operator: OperatorHook | None = None
+    signer = None  # no operator: no mesh certificate endpoint, pods run without mTLS
     if args.operator:
         from injector.operator.controller import hook  # noqa: PLC0415 (kopf only with --operator)
         from injector.operator.options import OperatorOptions  # noqa: PLC0415
 
-        operator = hook(OperatorOptions.from_mapping(vars(args)))
+        options = OperatorOptions.from_mapping(vars(args))
+        operator = hook(options)
+        signer = options.mesh_signer()
+    if args.mesh_signer:
+        try:
+            signer = SIGNER.parse(args.mesh_signer)
+        except ValueError as exc:
+            raise ConfigError(f"--mesh-signer: {exc}") from None
+    settings = settings.replace(mesh_signer=signer)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together; give both or neither")
     sock = bind(host, port)  # port 0: an ephemeral port, printed below

@@ -15,6 +15,8 @@ from contract import logs as logs_rows
 from contract.catalogue import role as contract_role
 from contract.common import RELOAD
 from contract.knobs import Values, environment
+from injector.core.mesh import enabled
+from injector.core.mesh_volumes import mesh_env, mesh_mounts, mesh_volumes
 from injector.core.plan import Plan, RoleSpec
 
 # The classic proxy's postStart hook (docs/runtime.md): holds the app until the
@@ -26,8 +28,14 @@ PORT_NAMES = {"outbound": "sidecar-out", "inbound": "sidecar-in", "agent": "side
 
 def volumes(plan: Plan) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
-    if plan.role("proxy"):
-        result.append({"name": layout.PROXY_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}})
+    proxy_spec = plan.role("proxy")
+    if proxy_spec:
+        if enabled(proxy_spec.values):  # it holds the pod's private key: memory only
+            work = {"medium": "Memory", "sizeLimit": "16Mi"}
+            result.append({"name": layout.PROXY_VOLUME, "emptyDir": work})
+            result += mesh_volumes(proxy_spec)
+        else:
+            result.append({"name": layout.PROXY_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}})
     if plan.role("secrets"):
         result += [
             {"name": layout.SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
@@ -115,9 +123,13 @@ def proxy_container(plan: Plan, spec: RoleSpec) -> dict[str, Any]:
             },
         }
     )
+    mounts = [{"name": layout.PROXY_VOLUME, "mountPath": layout.PROXY_WORK_DIR}]
+    if enabled(spec.values):
+        env += mesh_env()
+        mounts += mesh_mounts(spec)
     container = _container(plan, spec, layout.PROXY_CONTAINER, ["sidecar", "proxy"], env)
     container["ports"] = ports
-    container["volumeMounts"] = [{"name": layout.PROXY_VOLUME, "mountPath": layout.PROXY_WORK_DIR}]
+    container["volumeMounts"] = mounts
     ready = {"httpGet": {"path": "/ready", "port": layout.PROXY_AGENT_PORT}}
     container["readinessProbe"] = ready | {"periodSeconds": 5, "failureThreshold": 3}
     if plan.native:

@@ -123,7 +123,7 @@ def _plan(
     reloading = any(RELOAD in contract_role(r).knobs for r in request.roles)
     if isinstance(target, SignalTarget) and reloading:
         sender = signaller(target, app, security, profile, request.roles)
-    roles = _role_specs(request, profile, app, spec, selected, warnings)
+    roles = _role_specs(request, profile, app, spec, selected, settings, warnings)
     if is_job and not native:
         strategy = _classic_job(request, warnings) or strategy
     traffic, capture_spec = _traffic(request, profile, roles, app, spec, native, warnings)
@@ -163,6 +163,7 @@ def _role_specs(
     app: list[Container],
     spec: PodSpec,
     selected: tuple[str, ...],
+    settings: Settings,
     warnings: list[str],
 ) -> list[RoleSpec]:
     """Each role's spec; every agent runs as the agent's user (a signal reload goes
@@ -172,7 +173,7 @@ def _role_specs(
     roles: list[RoleSpec] = []
     for name in request.roles:
         if name == "proxy":
-            roles.append(plan_proxy(request, profile, app, warnings))
+            roles.append(plan_proxy(request, profile, app, settings, warnings))
         elif name == "secrets":
             roles.append(plan_secrets(request, profile, security, uid, uid))
         elif name == "logs":  # reads the app's files through their mode

@@ -21,16 +21,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from contract import layout
+from contract import layout, mesh
 from contract.layout import PREFIX, STATUS
+from contract.spiffe import DEFAULT_TRUST_DOMAIN
 from injector.core import containers as c
 from injector.core import traffic
 from injector.core.decision import decide
+from injector.core.mesh import enabled
 from injector.core.model import NamespaceInfo, PodRequest
 from injector.core.plan import NOT_REQUESTED, Plan, Skip
 from injector.core.ports import check_ports
 from injector.core.settings import Settings
-from injector.core.status import Status
+from injector.core.status import MeshStatus, Status
 from injector.core.views import (
     Container,
     EnvVar,
@@ -138,6 +140,13 @@ def strip(pod: Pod, status: Status | None) -> Pod:
     if status.share_process_namespace:
         spec.pop("shareProcessNamespace", None)
     metadata = ObjectMeta(**pod.get("metadata", ObjectMeta()))
+    labels = metadata.get("labels") or {}
+    if status.mesh is not None and layout.MTLS_LABEL in labels:
+        others = {k: v for k, v in labels.items() if k != layout.MTLS_LABEL}
+        if others:
+            metadata["labels"] = others
+        else:
+            metadata.pop("labels", None)
     annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k != STATUS}
     if status.default_container:
         annotations.pop(DEFAULT_CONTAINER, None)
@@ -254,7 +263,10 @@ def _inject(
         share_process_namespace=plan.share_process_namespace,
         default_container=default_container,
         env=tuple(str(e["name"]) for e in env),
+        mesh=_mesh(plan),
     )
+    if status.mesh is not None:
+        metadata["labels"] = {**(metadata.get("labels") or {}), layout.MTLS_LABEL: status.mesh.mode}
     annotations[STATUS] = status.to_json()
     metadata["annotations"] = annotations
     return cast("Pod", {**pod, "metadata": metadata, "spec": spec}), status
@@ -268,6 +280,17 @@ def _with(container: Container, mounts: list[VolumeMount], env: list[Built]) -> 
     if env:
         result["env"] = [*(container.get("env") or []), *cast("list[EnvVar]", env)]
     return result
+
+
+def _mesh(plan: Plan) -> MeshStatus | None:
+    proxy = plan.role("proxy")
+    if proxy is None or not enabled(proxy.values):
+        return None
+    return MeshStatus(
+        trust_domain=proxy.values.get(mesh.TRUST_DOMAIN) or DEFAULT_TRUST_DOMAIN,
+        mode=str(proxy.values.get(mesh.MTLS)),
+        issuance=str(proxy.values.get(mesh.ISSUANCE)),
+    )
 
 
 def _check_collisions(

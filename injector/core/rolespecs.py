@@ -10,11 +10,12 @@ from contract.catalogue import ROLES
 from contract.catalogue import role as contract_role
 from contract.knobs import Values
 from contract.values import Quantity
+from injector.core.mesh import mesh_values
 from injector.core.model import PodRequest
 from injector.core.plan import (
     RoleSpec,
 )
-from injector.core.settings import Profile, Resources, image_allowed
+from injector.core.settings import Profile, Resources, Settings, image_allowed
 from injector.core.views import Container, PodSecurityContext
 from injector.errors import InjectionDenied
 
@@ -41,7 +42,11 @@ def role_values(role: str, request: PodRequest, profile: Profile) -> Values:
 
 
 def plan_proxy(
-    request: PodRequest, profile: Profile, app: list[Container], warnings: list[str]
+    request: PodRequest,
+    profile: Profile,
+    app: list[Container],
+    settings: Settings,
+    warnings: list[str],
 ) -> RoleSpec:
     values = role_values("proxy", request, profile)
     upstream, inbound = values.get(proxy.UPSTREAM), values.get(proxy.INBOUND_PORT)
@@ -64,6 +69,7 @@ def plan_proxy(
             "proxy itself; give the app's own port"
         )
     values = values.with_values({proxy.INBOUND_PORT: inbound})
+    values = mesh_values(request, values, settings, warnings)
     uid = layout.AGENT_UID
     return plan_role("proxy", request, profile, uid, uid, values)
 

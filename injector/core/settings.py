@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from contract import config, pod, secrets
+from contract import config, layout, pod, secrets
 from contract.catalogue import ROLE_NAMES
 from contract.knobs import Knob, Values
 from contract.values import CPU, MEMORY, NativeMode, Quantity, SecretsMode
@@ -36,6 +36,7 @@ PULL_POLICIES = ("IfNotPresent", "Always", "Never")
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 CLUSTER_DOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+DEFAULT_MESH_SIGNER = f"https://sidecar-injector.sidecar-injector.svc:{layout.MESH_PORT}"
 
 
 def cpu(text: str) -> Quantity:
@@ -173,6 +174,11 @@ class Settings:
     cluster_domain: str | None = None
     excluded_namespaces: frozenset[str] = SYSTEM_NAMESPACES
     version: str = __version__
+    # The operator's certificate endpoint agents call (mesh mTLS); None: this
+    # injector runs no mesh (``serve`` without ``--operator``, ``--mesh-port 0``).
+    mesh_signer: str | None = DEFAULT_MESH_SIGNER
+    # Whether the API server serves PodCertificateRequests (the operator looks).
+    pod_certificates: bool = False
 
     def __post_init__(self) -> None:
         if self.default_profile not in self.profiles:

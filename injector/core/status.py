@@ -46,9 +46,34 @@ OUR_VOLUMES = frozenset(
         layout.LOGS_VOLUME,
         layout.LOGS_STATE_VOLUME,
         layout.LOGS_AUTH_VOLUME,
+        layout.IDENTITY_TOKEN_VOLUME,
+        layout.MESH_TRUST_VOLUME,
+        layout.POD_CREDENTIALS_VOLUME,
     }
 )
 _LISTS = ("initContainers", "containers", "volumes")
+
+
+@dataclass(frozen=True)
+class MeshStatus:
+    """The pod's mesh identity as injected: the operator signs only for pods that
+    have it (its trust domain names the identity), and lists them by the label."""
+
+    trust_domain: str
+    mode: str
+    issuance: str
+
+    def to_data(self) -> dict[str, str]:
+        return {"trustDomain": self.trust_domain, "mode": self.mode, "issuance": self.issuance}
+
+    @classmethod
+    def parse(cls, data: object) -> MeshStatus | None:
+        if not isinstance(data, dict):
+            return None
+        values = [data.get(k) for k in ("trustDomain", "mode", "issuance")]
+        if not all(isinstance(v, str) for v in values):
+            return None
+        return cls(*(str(v) for v in values))
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,7 @@ class Status:
     share_process_namespace: bool = False
     default_container: bool = False
     env: tuple[str, ...] = ()  # variables added to the app containers (egress)
+    mesh: MeshStatus | None = None  # with it, the pod carries the sidecar.example.io/mtls label
 
     @property
     def added(self) -> frozenset[str]:
@@ -108,6 +134,7 @@ class Status:
             share_process_namespace=data.get("shareProcessNamespace") is True,
             default_container=data.get("defaultContainer") is True,
             env=tuple(env),
+            mesh=MeshStatus.parse(data.get("mesh")),
         )
         foreign = sorted(
             (status.added - OUR_CONTAINERS)
@@ -138,6 +165,8 @@ class Status:
             data["env"] = list(self.env)
         if self.share_process_namespace:
             data["shareProcessNamespace"] = True
+        if self.mesh is not None:
+            data["mesh"] = self.mesh.to_data()
         if self.default_container:
             data["defaultContainer"] = True
         encoded = _ENCODER.encode(data)

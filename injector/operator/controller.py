@@ -166,8 +166,10 @@ class Operator:
             if not await self.profiles.initial_list(self.stop):
                 return
             self._publish_settings()
-            if self.mesh is not None:
-                await self.mesh.register(self.registry)
+            if self.mesh is not None and await self.mesh.register(self.registry):
+                # issuance: podCertificate profiles get the kubelet's volume from now on
+                self.store.set_base(self.store.base.replace(pod_certificates=True))
+                self._publish_settings()
             await self._run_kopf()
         finally:
             log.debug("operator stopping: background loops, then the Lease")

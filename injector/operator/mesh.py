@@ -71,10 +71,11 @@ class Mesh:
         )
         self.sock = bind(ctx.host, options.port)  # a port in use fails the operator's start
 
-    async def register(self, registry: kopf.OperatorRegistry) -> None:
+    async def register(self, registry: kopf.OperatorRegistry) -> bool:
+        """Whether the API server serves PodCertificateRequests (then they are watched)."""
         if not await discover(self.kube):
             log.info("mesh: the API server serves no PodCertificateRequests: CSR endpoint only")
-            return
+            return False
         signer = PodCertificateSigner(self.kube, self.view, self.options.issuance())
         self.pod_certificates = signer
         group, version = GROUP_VERSION.split("/")
@@ -86,6 +87,7 @@ class Mesh:
                 await signer.handle(cast(dict[str, Any], event.get("object") or {}))
 
         log.info("mesh: answering PodCertificateRequests for signer sidecar.example.io/mesh")
+        return True
 
     async def sweep(self, stop: asyncio.Event) -> None:
         """Pending PodCertificateRequests, every round and on becoming the leader."""

@@ -86,7 +86,7 @@ class MeshOptions:
 
 
 def add_flags(serve: argparse.ArgumentParser) -> None:
-    group = serve.add_argument_group("mesh mTLS (with --operator)")
+    group = serve.add_argument_group("mesh mTLS")
     group.add_argument(
         "--mesh-port",
         type=int,
@@ -103,3 +103,8 @@ def add_flags(serve: argparse.ArgumentParser) -> None:
         "if some agents did not report trusting it [the certificate lifetime].",
     )
     group.add_argument("--mesh-check-interval", help="Read the mesh root Secret this often [10s].")
+    group.add_argument(
+        "--mesh-signer",
+        help="Pods get mesh certificates from this https:// URL [with --operator: its own "
+        f"Service's port {MESH_PORT}; without: none, pods run without mesh mTLS].",
+    )

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract import layout
 from contract.units import parse_duration
 from injector.admission import certs
 from injector.errors import ConfigError
@@ -86,6 +87,13 @@ class OperatorOptions:
             cert_interval=_duration(interval, None).total_seconds() if interval else 30.0,
             mesh=MeshOptions.from_mapping(options),
         )
+
+    def mesh_signer(self) -> str | None:
+        """The URL agents call for certificates: the Service's mesh port (which targets
+        the container port named ``mesh``, whatever ``--mesh-port`` is), or None."""
+        if not self.mesh.enabled:
+            return None
+        return f"https://{self.service}.{self.namespace}.svc:{layout.MESH_PORT}"
 
     def dns_names(self) -> list[str]:
         names = certs.service_dns_names(self.service, self.namespace)

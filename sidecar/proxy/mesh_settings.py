@@ -1,33 +1,20 @@
-"""``sidecar proxy`` mesh flags: mutual TLS mode, identity, signer, policy.
+"""``sidecar proxy`` mesh settings: mutual TLS mode, identity, signer, policy.
 
-Read once with the other proxy flags (``settings.load``); ``mesh_from_args``
-returns ``None`` when ``--mtls`` is ``off``. Every bad value names the flag and
-its variable (``UsageError``), before anything is written or started.
+The rows are ``contract.mesh``'s (read with the other proxy rows by
+``settings.load``); ``mesh_from_values`` checks them together and returns
+``None`` when ``--mtls`` is ``off``. Every bad value names the flag and its
+variable (``UsageError``), before anything is written or started.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from contract.spiffe import (
-    DEFAULT_TRUST_DOMAIN,
-    PeerPattern,
-    SpiffeId,
-    parse_allow_from,
-    parse_allow_from_mode,
-    parse_mtls_mode,
-    parse_peer,
-    parse_trust_domain,
-)
+from contract import mesh as rows
+from contract.knobs import Knob, Values
+from contract.spiffe import PeerPattern, SpiffeId
 from sidecar.errors import UsageError
-from sidecar.options import convert, flag
-
-TRUST_DIR = "/var/run/sidecar/mesh-trust"
-TOKEN_FILE = "/var/run/sidecar/identity/token"  # noqa: S105 (a path)
 
 
 @dataclass(frozen=True)
@@ -59,107 +46,72 @@ class MeshSettings:
     def trust_domain_prefix(self) -> str:
         return f"spiffe://{self.identity.trust_domain}/"
 
-
-def add_mesh_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    def add(name: str, env: str, default: str | None, help_text: str) -> None:
-        flag(parser, name, env, default=default, help_text=help_text, environ=environ)
-
-    add("--mtls", "SIDECAR_MTLS", "off", "mesh mutual TLS: strict, permissive or off")
-    add("--trust-domain", "SIDECAR_TRUST_DOMAIN", DEFAULT_TRUST_DOMAIN, "SPIFFE trust domain")
-    add("--pod-name", "SIDECAR_POD_NAME", None, "this pod's name (downward API)")
-    add("--pod-namespace", "SIDECAR_POD_NAMESPACE", None, "this pod's namespace (downward API)")
-    add("--service-account", "SIDECAR_SERVICE_ACCOUNT", None, "this pod's service account")
-    add("--signer", "SIDECAR_SIGNER", None, "https URL of the operator's certificate endpoint")
-    add("--signer-ca", "SIDECAR_SIGNER_CA", f"{TRUST_DIR}/signer-ca.pem", "CA of the signer")
-    add("--identity-token", "SIDECAR_IDENTITY_TOKEN", TOKEN_FILE, "projected token for the signer")
-    add("--trust-bundle", "SIDECAR_TRUST_BUNDLE", f"{TRUST_DIR}/roots.pem", "mesh roots file")
-    add("--pod-credentials", "SIDECAR_POD_CREDENTIALS", None, "kubelet pod certificate bundle")
-    add("--allow-from", "SIDECAR_ALLOW_FROM", None, "NS/SA patterns allowed to call inbound")
-    add("--allow-from-mode", "SIDECAR_ALLOW_FROM_MODE", "enforce", "enforce or dry-run")
-    add("--upstream-identity", "SIDECAR_UPSTREAM_IDENTITY", None, "NS/SA of the upstream pod")
+    def row(self, name: str) -> object:
+        """A ``contract.mesh`` row's value, by the row's field name."""
+        peer = self.upstream_identity
+        renamed = {
+            "mtls": self.mode,
+            "trust_domain": self.identity.trust_domain,
+            "namespace": self.identity.namespace,
+            "service_account": self.identity.service_account,
+            "identity_token": self.token_file,
+            "upstream_identity": (peer.namespace, peer.service_account) if peer else None,
+        }
+        return renamed[name] if name in renamed else getattr(self, name)
 
 
-def _required(value: str | None, name: str, env: str, what: str) -> str:
-    if value is None or not value.strip():
-        raise UsageError(f"{name} / {env} is required with --mtls strict or permissive: {what}")
-    return value.strip()
+# Rows the agent reads into MeshSettings (ProxySettings answers them by name).
+FIELDS = frozenset(k.field for k in rows.ROWS if k.env)
 
 
-def _signer_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme != "https" or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(
-            f"{text!r} is not an https:// URL with a host and an optional port, e.g. "
-            "https://sidecar-injector.sidecar-injector.svc:15012"
+def _need(values: Values, knob: Knob[str], what: str) -> str:
+    value = values.get(knob)
+    if value is None or not str(value).strip():
+        raise UsageError(
+            f"{knob.flag} / {knob.env} is required with --mtls strict or permissive: {what}"
         )
-    return text.rstrip("/")
+    return str(value).strip()
 
 
-def mesh_from_args(
-    args: argparse.Namespace, work_dir: Path, upstream_tls: bool
-) -> MeshSettings | None:
-    mode = convert(args.mtls, parse_mtls_mode, "--mtls", "SIDECAR_MTLS")
+def mesh_from_values(values: Values, work_dir: Path, upstream_tls: bool) -> MeshSettings | None:
+    """The proxy's mesh rows (``contract.mesh``), checked together; None when off."""
+    mode = values.get(rows.MTLS) or "off"
+    allow, upstream = values.get(rows.ALLOW_FROM), values.get(rows.UPSTREAM_IDENTITY)
     if mode == "off":
-        for name, value in (
-            ("--allow-from / SIDECAR_ALLOW_FROM", args.allow_from),
-            ("--upstream-identity / SIDECAR_UPSTREAM_IDENTITY", args.upstream_identity),
-        ):
+        for knob, value in ((rows.ALLOW_FROM, allow), (rows.UPSTREAM_IDENTITY, upstream)):
             if value:
-                raise UsageError(f"{name} needs mesh mTLS: set --mtls / SIDECAR_MTLS")
+                raise UsageError(
+                    f"{knob.flag} / {knob.env} needs mesh mTLS: set --mtls / SIDECAR_MTLS"
+                )
         return None
-    domain = convert(
-        args.trust_domain, parse_trust_domain, "--trust-domain", "SIDECAR_TRUST_DOMAIN"
-    )
-    pod = _required(args.pod_name, "--pod-name", "SIDECAR_POD_NAME", "the downward API name")
-    namespace = _required(
-        args.pod_namespace, "--pod-namespace", "SIDECAR_POD_NAMESPACE", "the pod's namespace"
-    )
-    account = _required(
-        args.service_account, "--service-account", "SIDECAR_SERVICE_ACCOUNT", "its account"
-    )
+    domain = values.require(rows.TRUST_DOMAIN)
+    pod = _need(values, rows.POD_NAME, "the pod's name (downward API metadata.name)")
+    namespace = _need(values, rows.POD_NAMESPACE, "the pod's namespace (downward API)")
+    account = _need(values, rows.SERVICE_ACCOUNT, "the pod's service account")
     try:
         identity = SpiffeId.of(domain, namespace, account)
     except ValueError as exc:
-        raise UsageError(f"--pod-namespace / --service-account: {exc}") from None
-    credentials = Path(args.pod_credentials) if args.pod_credentials else None
-    signer = None
-    if credentials is None:
-        signer = convert(
-            _required(args.signer, "--signer", "SIDECAR_SIGNER", "the operator's URL"),
-            _signer_url,
-            "--signer",
-            "SIDECAR_SIGNER",
+        raise UsageError(f"--namespace / --service-account: {exc}") from None
+    credentials = values.get(rows.POD_CREDENTIALS)
+    signer = values.get(rows.SIGNER)
+    if credentials is None and signer is None:
+        _need(values, rows.SIGNER, "the operator's certificate endpoint (or --pod-credentials)")
+    if upstream is not None and upstream_tls:
+        raise UsageError(
+            "--upstream-identity / SIDECAR_UPSTREAM_IDENTITY with an https:// --upstream: "
+            "the mesh encrypts the connection itself; give the upstream as http://"
         )
-    allow = None
-    if args.allow_from:
-        allow = convert(args.allow_from, parse_allow_from, "--allow-from", "SIDECAR_ALLOW_FROM")
-    upstream = None
-    if args.upstream_identity:
-        if upstream_tls:
-            raise UsageError(
-                "--upstream-identity / SIDECAR_UPSTREAM_IDENTITY with an https:// --upstream: "
-                "the mesh encrypts the connection itself; give the upstream as http://"
-            )
-        ns, sa = convert(
-            args.upstream_identity, parse_peer, "--upstream-identity", "SIDECAR_UPSTREAM_IDENTITY"
-        )
-        upstream = SpiffeId(domain, ns, sa)
     return MeshSettings(
         mode=mode,
         identity=identity,
         pod_name=pod,
-        signer=signer,
-        signer_ca=Path(args.signer_ca),
-        token_file=Path(args.identity_token),
-        trust_bundle=Path(args.trust_bundle),
+        signer=None if credentials is not None else signer,
+        signer_ca=values.require(rows.SIGNER_CA),
+        token_file=values.require(rows.IDENTITY_TOKEN),
+        trust_bundle=values.require(rows.TRUST_BUNDLE),
         pod_credentials=credentials,
         allow_from=allow,
-        allow_from_mode=convert(
-            args.allow_from_mode,
-            parse_allow_from_mode,
-            "--allow-from-mode",
-            "SIDECAR_ALLOW_FROM_MODE",
-        ),
-        upstream_identity=upstream,
+        allow_from_mode=values.require(rows.ALLOW_FROM_MODE),
+        upstream_identity=SpiffeId(domain, *upstream) if upstream is not None else None,
         directory=work_dir / "mesh",
     )

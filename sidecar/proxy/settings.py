@@ -14,6 +14,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from contract import proxy as rows
 from contract.common import LOG_LEVEL
@@ -23,7 +24,8 @@ from contract.values import LogLevel, Upstream
 from sidecar.errors import UsageError
 from sidecar.options import convert, read_knobs, role_parser
 from sidecar.proxy import modes
-from sidecar.proxy.mesh_settings import MeshSettings, add_mesh_flags, mesh_from_args
+from sidecar.proxy.mesh_settings import FIELDS as MESH_FIELDS
+from sidecar.proxy.mesh_settings import MeshSettings, mesh_from_values
 from sidecar.proxy.modes import Capture, Egress
 
 AGENT_ADDR = rows.ROLE.knob("agent_addr")
@@ -56,6 +58,13 @@ class ProxySettings:
     mesh: MeshSettings | None = None  # mesh mTLS (sidecar/proxy/mesh_settings.py)
     capture: Capture | None = None
     egress: Egress | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        """The mesh rows by their contract field names (``settings.mtls``, ...)."""
+        if name in MESH_FIELDS:
+            mesh = self.__dict__.get("mesh")
+            return mesh.row(name) if mesh is not None else None
+        raise AttributeError(name)
 
     @property
     def bootstrap_path(self) -> Path:
@@ -91,7 +100,6 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = role_parser(
         rows.ROLE, environ, "Render an Envoy bootstrap, run Envoy and drain it on SIGTERM."
     )
-    add_mesh_flags(parser, environ)
     parser.add_argument(
         "--wait-ready",
         action="store_true",
@@ -169,7 +177,7 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ProxySett
         envoy_path=_envoy_path(v.get(rows.ENVOY_PATH)),
         work_dir=work_dir,
         node_id=environ.get("HOSTNAME") or socket.gethostname(),
-        mesh=mesh_from_args(args, work_dir, upstream is not None and upstream.tls),
+        mesh=mesh_from_values(v, work_dir, upstream is not None and upstream.tls),
         capture=capture,
         egress=egress,
     )

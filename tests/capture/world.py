@@ -67,7 +67,8 @@ def rendered(annotations: Mapping[str, str]) -> dict[str, Any]:
             ]
         },
     }
-    result = render(pod, NamespaceInfo("shop"), Settings())
+    # No operator here to sign mesh certificates: the pod runs without mesh mTLS.
+    result = render(pod, NamespaceInfo("shop"), Settings(mesh_signer=None))
     return dict(result.pod["spec"])
 
 

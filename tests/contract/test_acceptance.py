@@ -163,6 +163,8 @@ def disagreements(role: Role, knob: Knob[Any], loader: Loader = _agent_settings)
             if injector:
                 found.append(f"{knob.annotation}={value!r}: the injector accepts an empty value")
             continue
+        if injector and not agent and rendered_value(role, knob, value) is IN_CONTEXT:
+            continue  # valid alone, refused by both sides next to this pod's other rows
         if injector != agent:
             found.append(
                 f"{knob.annotation}={value[:40]!r}: injector "

@@ -47,8 +47,9 @@ def _annotations(role: Role) -> dict[str, str]:
             continue
         key = (knob.annotation or "").replace("NAME", "db")
         found[layout.PREFIX + key] = knob.example
-    if role.name == "proxy":  # an inbound port as well as the upstream
+    if role.name == "proxy":  # both directions (the upstream-identity row needs an upstream)
         found.pop(layout.PREFIX + "proxy-upstream", None)
+        found[layout.PREFIX + "proxy-upstream"] = "http://payments.shop:15006"
     return found
 
 
@@ -115,7 +116,12 @@ def _agent_settings(container: Mapping[str, Any], role: Role, env: dict[str, str
 
 
 def _env(container: Mapping[str, Any]) -> dict[str, str]:
-    refs = {"metadata.namespace": NAMESPACE, "limits.cpu": "1"}
+    refs = {
+        "metadata.namespace": NAMESPACE,
+        "metadata.name": "p",
+        "spec.serviceAccountName": "default",
+        "limits.cpu": "1",
+    }
     return kubelet.container_env(container, refs)
 
 

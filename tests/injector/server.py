@@ -37,6 +37,9 @@ class InjectorServer:
                 str(self.ca),
                 "--config",
                 str(config),
+                # as installed: the operator's certificate endpoint (mesh mTLS)
+                "--mesh-signer",
+                "https://sidecar-injector.sidecar-injector.svc:15012",
                 *extra,
             ],
             stdout=self.log,
