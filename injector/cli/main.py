@@ -14,9 +14,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from contract.mesh import SIGNER
 from contract.reference import annotation_table, annotation_text
 from contract.units import parse_address
 from injector import __version__
@@ -29,6 +28,9 @@ from injector.core.settings import (
 )
 from injector.errors import ConfigError, InjectorError
 from injector.operator import mesh_options
+
+if TYPE_CHECKING:
+    from injector.admission.serve import OperatorHook
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,9 +300,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
+def _operator(args: argparse.Namespace, settings: Settings) -> tuple[OperatorHook | None, Settings]:
+    """The ``--operator`` hook (None without it) and the settings it implies: the
+    mesh certificate endpoint rendered into pods (none without an operator)."""
+    if not args.operator:
+        return None, settings.replace(mesh_signer=mesh_options.signer(args.mesh_signer, None))
+    from injector.operator.controller import hook  # noqa: PLC0415 (kopf only with --operator)
+    from injector.operator.options import OperatorOptions  # noqa: PLC0415
+
+    options = OperatorOptions.from_mapping(vars(args))
+    signer = mesh_options.signer(args.mesh_signer, options.mesh_signer())
+    return hook(options), settings.replace(mesh_signer=signer)
+
+
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from injector.admission.serve import (  # noqa: PLC0415 (inject/explain never load the server)
-        OperatorHook,
         bind,
         build_context,
         run,
@@ -321,21 +335,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 0:
         raise ConfigError(f"--workers: {args.workers} is not 0 (one per core) or more")
     workers = args.workers or available_cores()
-    operator: OperatorHook | None = None
-    signer = None  # no operator: no mesh certificate endpoint, pods run without mTLS
-    if args.operator:
-        from injector.operator.controller import hook  # noqa: PLC0415 (kopf only with --operator)
-        from injector.operator.options import OperatorOptions  # noqa: PLC0415
-
-        options = OperatorOptions.from_mapping(vars(args))
-        operator = hook(options)
-        signer = options.mesh_signer()
-    if args.mesh_signer:
-        try:
-            signer = SIGNER.parse(args.mesh_signer)
-        except ValueError as exc:
-            raise ConfigError(f"--mesh-signer: {exc}") from None
-    settings = settings.replace(mesh_signer=signer)
+    operator, settings = _operator(args, settings)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together; give both or neither")
     sock = bind(host, port)  # port 0: an ephemeral port, printed below

@@ -28,7 +28,7 @@ from typing import Any
 from injector.admission import certs
 from injector.admission.tls import ServingTLS, fingerprint
 from injector.operator import rotation
-from injector.operator.kube import Conflict, Kube, KubeError
+from injector.operator.kube import Kube, KubeError
 from injector.operator.lease import LeaderElector, wait_any
 from injector.operator.webhookconfig import WebhookConfigPatcher
 
@@ -114,17 +114,11 @@ class CertificateKeeper:
 
     async def _write(self, made: rotation.WebhookCerts, old: dict[str, Any] | None) -> bool:
         body = self._secret_body(made, old)
-        try:
-            if old is None:
-                await self.kube.request(
-                    "POST", f"/api/v1/namespaces/{self.namespace}/secrets", body
-                )
-            else:
-                await self.kube.request("PUT", self.secret_path, body)
-        except Conflict:
-            log.info("secret %s/%s changed meanwhile; re-reading", self.namespace, self.secret_name)
-            return False
-        return True
+        collection = f"/api/v1/namespaces/{self.namespace}/secrets"
+        if await self.kube.save(collection, self.secret_name, body, exists=old is not None):
+            return True
+        log.info("secret %s/%s changed meanwhile; re-reading", self.namespace, self.secret_name)
+        return False
 
     async def reconcile(self) -> None:
         """One round (see the module docstring)."""

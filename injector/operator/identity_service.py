@@ -160,6 +160,66 @@ def _issued(issued: signer.Issued, state: TrustState) -> dict[str, Any]:
     }
 
 
+def _peer(request: Request) -> str:
+    client = request.client
+    return f"from {client.host}" if client is not None else "from an unknown address"
+
+
+@dataclass
+class Endpoint:
+    """The handlers, with what they use."""
+
+    reviewer: Reviewer
+    trust: TrustView
+    ledger: AckLedger
+    policy: IssuancePolicy
+    metrics: Metrics
+
+    async def _sign(self, request: Request) -> tuple[signer.Issued, TrustState]:
+        token, document, namespace, name = await _read(request)
+        caller = await self.reviewer.review(token, namespace, name)
+        state = self.trust.current()
+        identity = SpiffeId.of(caller.trust_domain, caller.namespace, caller.service_account)
+        csr = signer.parse_csr(str(document.get("csr") or "").encode())
+        key = signer.check_csr(csr, identity)
+        issued = signer.issue(state.active.authority, key, identity, self.policy)
+        self.ledger.record(caller, _roots(document), issued=True)
+        return issued, state
+
+    async def certificates(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            issued, state = await self._sign(request)
+        except RequestDenied as exc:
+            self.metrics.requests.labels(exc.reason).inc()
+            log.warning("mesh: certificate refused (%s): %s: %s", _peer(request), exc.reason, exc)
+            return _refusal(exc)
+        except (signer.MeshError, ValueError) as exc:
+            self.metrics.requests.labels("SignerError").inc()
+            log.error("mesh: cannot sign (%s): %s", _peer(request), exc)
+            return _refusal(RequestDenied("SignerError", str(exc), 503))
+        self.metrics.requests.labels("issued").inc()
+        self.metrics.latency.observe(time.perf_counter() - started)
+        log.info(
+            "mesh: issued %s (serial %s, until %s)",
+            issued.identity.uri,
+            issued.serial_hex,
+            issued.not_after.isoformat(),
+        )
+        return Response(json.dumps(_issued(issued, state)), media_type="application/json")
+
+    async def trust_reports(self, request: Request) -> Response:
+        try:
+            token, document, namespace, name = await _read(request)
+            caller = await self.reviewer.review(token, namespace, name)
+            self.ledger.record(caller, _roots(document), issued=False)
+        except RequestDenied as exc:
+            log.warning("mesh: trust report refused (%s): %s: %s", _peer(request), exc.reason, exc)
+            return _refusal(exc)
+        self.metrics.reports.inc()
+        return Response(status_code=204)
+
+
 def create_app(
     reviewer: Reviewer,
     trust: TrustView,
@@ -171,51 +231,9 @@ def create_app(
         title="sidecar-injector mesh signer", docs_url=None, redoc_url=None, openapi_url=None
     )
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
-
-    @app.post("/v1/certificates")
-    async def certificates(request: Request) -> Response:
-        started = time.perf_counter()
-        where = "unknown pod"
-        try:
-            token, document, namespace, name = await _read(request)
-            where = f"{namespace}/{name}"
-            caller = await reviewer.review(token, namespace, name)
-            state = trust.current()
-            identity = SpiffeId.of(caller.trust_domain, caller.namespace, caller.service_account)
-            csr = signer.parse_csr(str(document.get("csr") or "").encode())
-            key = signer.check_csr(csr, identity)
-            issued = signer.issue(state.active.authority, key, identity, policy)
-            ledger.record(caller, _roots(document), issued=True)
-        except RequestDenied as exc:
-            metrics.requests.labels(exc.reason).inc()
-            log.warning("mesh: certificate refused for %s: %s: %s", where, exc.reason, exc)
-            return _refusal(exc)
-        except (signer.MeshError, ValueError) as exc:
-            metrics.requests.labels("SignerError").inc()
-            log.error("mesh: cannot sign for %s: %s", where, exc)
-            return _refusal(RequestDenied("SignerError", str(exc), 503))
-        metrics.requests.labels("issued").inc()
-        metrics.latency.observe(time.perf_counter() - started)
-        log.info(
-            "mesh: issued %s to pod %s (serial %s, until %s)",
-            identity.uri,
-            where,
-            issued.serial_hex,
-            issued.not_after.isoformat(),
-        )
-        return Response(json.dumps(_issued(issued, state)), media_type="application/json")
-
-    @app.post("/v1/trust-reports")
-    async def trust_reports(request: Request) -> Response:
-        try:
-            token, document, namespace, name = await _read(request)
-            caller = await reviewer.review(token, namespace, name)
-            ledger.record(caller, _roots(document), issued=False)
-        except RequestDenied as exc:
-            log.warning("mesh: trust report refused: %s: %s", exc.reason, exc)
-            return _refusal(exc)
-        metrics.reports.inc()
-        return Response(status_code=204)
+    endpoint = Endpoint(reviewer, trust, ledger, policy, metrics)
+    app.add_api_route("/v1/certificates", endpoint.certificates, methods=["POST"])
+    app.add_api_route("/v1/trust-reports", endpoint.trust_reports, methods=["POST"])
 
     @app.get("/healthz")
     async def healthz() -> Response:

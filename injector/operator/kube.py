@@ -237,6 +237,18 @@ class Kube:
     ) -> dict[str, Any]:
         return await asyncio.to_thread(self.request_sync, method, path, body, content_type, query)
 
+    async def save(self, collection: str, name: str, body: Any, *, exists: bool) -> bool:
+        """Create ``body`` in ``collection`` or replace ``collection/name`` (with the
+        ``resourceVersion`` it carries); False when another writer won (409)."""
+        try:
+            if exists:
+                await self.request("PUT", f"{collection}/{name}", body)
+            else:
+                await self.request("POST", collection, body)
+        except Conflict:
+            return False
+        return True
+
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:

@@ -42,7 +42,7 @@ from injector.mesh.signer import MeshError
 from injector.operator.certificates import CertificateKeeper
 from injector.operator.events import EventRecorder
 from injector.operator.identity_service import AckLedger, TrustView
-from injector.operator.kube import Conflict, Kube, KubeError, NotFound
+from injector.operator.kube import Kube, KubeError, NotFound
 from injector.operator.lease import LeaderElector, wait_any
 from injector.operator.mesh_acks import AckStore
 from injector.operator.mesh_options import MeshOptions
@@ -182,17 +182,11 @@ class MeshCA:
             "metadata": metadata,
             "data": {STATE_KEY: base64.b64encode(state.to_json().encode()).decode()},
         }
-        try:
-            if old is None:
-                await self.kube.request(
-                    "POST", f"/api/v1/namespaces/{self.namespace}/secrets", body
-                )
-            else:
-                await self.kube.request("PUT", self.secret_path, body)
-        except Conflict:
-            log.info("mesh: secret %s changed meanwhile; re-reading", SECRET)
-            return False
-        return True
+        collection = f"/api/v1/namespaces/{self.namespace}/secrets"
+        if await self.kube.save(collection, SECRET, body, exists=old is not None):
+            return True
+        log.info("mesh: secret %s changed meanwhile; re-reading", SECRET)
+        return False
 
     def _export(self, state: trust.TrustState) -> None:
         self.root_expiry.clear()
@@ -236,13 +230,14 @@ class MeshCA:
             if found is not None:
                 metadata["resourceVersion"] = found["metadata"]["resourceVersion"]
             body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
-            path = f"/api/v1/namespaces/{name}/configmaps"
+            collection = f"/api/v1/namespaces/{name}/configmaps"
             try:
-                if found is None:
-                    await self.kube.request("POST", path, body)
-                else:
-                    await self.kube.request("PUT", f"{path}/{TRUST_CONFIGMAP}", body)
-            except (Conflict, NotFound):
+                saved = await self.kube.save(
+                    collection, TRUST_CONFIGMAP, body, exists=found is not None
+                )
+            except NotFound:
+                saved = False
+            if not saved:
                 continue  # changed or gone meanwhile: the next round settles it
             log.info("mesh: trust bundle generation %s published in %s", data["generation"], name)
 

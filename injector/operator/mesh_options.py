@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from contract.mesh import SIGNER
 from contract.units import parse_duration
 from injector.errors import ConfigError
 
@@ -108,3 +109,14 @@ def add_flags(serve: argparse.ArgumentParser) -> None:
         help="Pods get mesh certificates from this https:// URL [with --operator: its own "
         f"Service's port {MESH_PORT}; without: none, pods run without mesh mTLS].",
     )
+
+
+def signer(flag: str | None, operators: str | None) -> str | None:
+    """The certificate endpoint rendered into pods: ``--mesh-signer``, else the
+    operator's own (``None`` without an operator: pods run without mesh mTLS)."""
+    if not flag:
+        return operators
+    try:
+        return SIGNER.parse(flag)
+    except ValueError as exc:
+        raise ConfigError(f"--mesh-signer: {exc}") from None

@@ -11,8 +11,6 @@ needed of the certificates).
 
 from __future__ import annotations
 
-import json
-
 from sidecar.errors import IdentityError
 from sidecar.files import write_atomic
 from sidecar.identity import pem, protocol
@@ -82,15 +80,9 @@ class TrustBundle:
 
     def envoy_trusts_all(self) -> bool:
         try:
-            status, body = self.admin.get("/certs")
-            document = json.loads(body) if status == 200 else {}
-        except (AdminError, ValueError):
+            listed = set(self.admin.certificates()["ca_cert"])
+        except AdminError:
             return False
-        listed = {
-            int(entry.get("serial_number", "0"), 16)
-            for item in document.get("certificates", [])
-            for entry in item.get("ca_cert", [])
-        }
         return bool(self.serials) and self.serials <= listed
 
     def report(self) -> None:

@@ -299,15 +299,9 @@ class IdentityKeeper:
 
     def _envoy_serves(self, serial: int) -> bool:
         try:
-            status, body = self.admin.get("/certs")
-            document = json.loads(body) if status == 200 else {}
-        except (AdminError, ValueError):
+            return serial in self.admin.certificates()["cert_chain"]
+        except AdminError:
             return False
-        return any(
-            int(entry.get("serial_number", "0"), 16) == serial
-            for item in document.get("certificates", [])
-            for entry in item.get("cert_chain", [])
-        )
 
 
 FIXES = {

@@ -9,6 +9,7 @@ mutations must be POSTs; a GET answers 405.
 from __future__ import annotations
 
 import http.client
+import json
 from urllib.parse import quote
 
 
@@ -55,6 +56,14 @@ class EnvoyAdmin:
             raise AdminError(f"envoy admin /stats answered {status}: {body.strip()}")
         return parse_stats(body)
 
+    def certificates(self) -> dict[str, list[int]]:
+        """Serial numbers in ``/certs``: ``cert_chain`` (what Envoy serves) and
+        ``ca_cert`` (the roots it trusts), over every TLS context."""
+        status, body = self.get("/certs")
+        if status != 200:
+            raise AdminError(f"envoy admin /certs answered {status}")
+        return parse_certs(body)
+
     def prometheus(self) -> str:
         status, body = self.get("/stats/prometheus")
         if status != 200:
@@ -70,3 +79,16 @@ def parse_stats(body: str) -> dict[str, int]:
         if sep and value.strip().isdigit():
             values[name.strip()] = int(value)
     return values
+
+
+def parse_certs(body: str) -> dict[str, list[int]]:
+    """Envoy's ``/certs`` JSON -> serial numbers by kind (``cert_chain``, ``ca_cert``)."""
+    try:
+        document = json.loads(body)
+        found: dict[str, list[int]] = {"cert_chain": [], "ca_cert": []}
+        for item in document.get("certificates", []):
+            for kind, serials in found.items():
+                serials += [int(c.get("serial_number", "0"), 16) for c in item.get(kind) or []]
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise AdminError(f"envoy admin /certs: unreadable answer ({exc})") from None
+    return found

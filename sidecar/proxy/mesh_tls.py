@@ -34,7 +34,8 @@ import json
 import re
 from typing import Any
 
-from contract.spiffe import SNI_SUFFIX, PeerPattern, SpiffeId
+from contract.spiffe import SNI_SUFFIX, PeerPattern
+from sidecar.proxy import mesh_logs
 from sidecar.proxy.mesh_settings import MeshSettings
 
 _T = "type.googleapis.com/envoy."
@@ -45,15 +46,12 @@ TLS_INSPECTOR = _T + "extensions.filters.listener.tls_inspector.v3.TlsInspector"
 TCP_PROXY = _T + "extensions.filters.network.tcp_proxy.v3.TcpProxy"
 HTTP_RBAC = _T + "extensions.filters.http.rbac.v3.RBAC"
 NETWORK_RBAC = _T + "extensions.filters.network.rbac.v3.RBAC"
-STDERR_LOG = _T + "extensions.access_loggers.stream.v3.StderrAccessLog"
-CEL_FILTER = _T + "extensions.access_loggers.filters.cel.v3.ExpressionFilter"
 CERT_SECRET = "mesh-certificate"  # noqa: S105 (an SDS resource name)
 TRUST_SECRET = "mesh-trust"  # noqa: S105
 TLS13 = {"tls_minimum_protocol_version": "TLSv1_3", "tls_maximum_protocol_version": "TLSv1_3"}
 PLAINTEXT_PREFIX = "inbound_plaintext"
 REFUSED_PREFIX = "inbound_refused"
 PASSTHROUGH_PREFIX = "inbound_passthrough"
-ALLOW_FROM_KEY = "sidecar.example.io/allow-from"
 
 
 def sds_certificate(chain_pem: bytes, key_pem: bytes) -> bytes:
@@ -133,85 +131,6 @@ def _http_rbac(mesh: MeshSettings) -> dict[str, Any]:
     return {"name": "envoy.filters.http.rbac", "typed_config": config}
 
 
-def _warning_log(
-    message: str, fields: dict[str, str], log_filter: dict[str, Any]
-) -> dict[str, Any]:
-    line = {
-        "time": "%START_TIME%",
-        "level": "warning",
-        "role": "envoy",
-        "logger": "mesh",
-        "msg": message,
-        **fields,
-    }
-    return {
-        "name": "envoy.access_loggers.stderr",
-        "filter": log_filter,
-        "typed_config": {"@type": STDERR_LOG, "log_format": {"json_format": line}},
-    }
-
-
-def _allow_text(mesh: MeshSettings) -> str:
-    return ",".join(str(p) for p in mesh.allow_from or ())
-
-
-def _rbac_logs(mesh: MeshSettings) -> list[dict[str, Any]]:
-    fields = {
-        "peer": "%DOWNSTREAM_PEER_URI_SAN%",
-        "client": "%DOWNSTREAM_REMOTE_ADDRESS%",
-        "identity": mesh.identity.uri,
-        "allow_from": _allow_text(mesh),
-        "path": "%REQ(:PATH)%",
-    }
-    fix = (
-        f"add the caller's NAMESPACE/SERVICEACCOUNT to {ALLOW_FROM_KEY} of this pod; a caller "
-        "with no peer identity is not a mesh client (plaintext or its own TLS)"
-    )
-    if mesh.allow_from_mode == "dry-run":
-        message = "mesh: allow-from (dry-run) would deny this request"
-        return [_warning_log(message, {**fields, "fix": fix}, _rbac_result("shadow"))]
-    message = "mesh: request denied by allow-from"
-    return [_warning_log(message, {**fields, "fix": fix}, _rbac_result("enforced"))]
-
-
-def _rbac_result(engine: str) -> dict[str, Any]:
-    """An access log filter: the HTTP RBAC filter's ``engine`` denied the request."""
-    return {
-        "metadata_filter": {
-            "matcher": {
-                "filter": "envoy.filters.http.rbac",
-                "path": [{"key": f"{engine}_engine_result"}],
-                "value": {"string_match": {"exact": "denied"}},
-            },
-            "match_if_key_not_found": False,
-        }
-    }
-
-
-def _local_replies(mesh: MeshSettings) -> dict[str, Any]:
-    body = (
-        f"sidecar mesh: {mesh.identity.uri} refused the caller '%DOWNSTREAM_PEER_URI_SAN%' "
-        f"(empty: no mesh identity): it is not in {ALLOW_FROM_KEY} ({_allow_text(mesh)})\n"
-    )
-    # Only the RBAC filter answers 403 itself on this chain (a local reply; the
-    # app's own 403s are not local replies). The RBAC metadata is not set yet
-    # when mappers run, so they match on the status.
-    denied = {
-        "status_code_filter": {
-            "comparison": {
-                "op": "EQ",
-                "value": {"default_value": 403, "runtime_key": "mesh_rbac_status"},
-            }
-        }
-    }
-    return {"mappers": [_reply(denied, body)]}
-
-
-def _reply(log_filter: dict[str, Any], text: str) -> dict[str, Any]:
-    """A local reply mapper whose body is ``text`` with Envoy's %OPERATORS% filled in."""
-    return {"filter": log_filter, "body_format_override": {"text_format": text.replace("%%", "%")}}
-
-
 def _customise(
     hcm: dict[str, Any], mesh: MeshSettings, prefix: str, tls: str, enforce: bool
 ) -> dict[str, Any]:
@@ -226,8 +145,8 @@ def _customise(
         config["set_current_client_cert_details"] = {"uri": True}
     if enforce and mesh.allow_from is not None:
         config["http_filters"].insert(0, _http_rbac(mesh))
-        config["access_log"] += _rbac_logs(mesh)
-        config["local_reply_config"] = _local_replies(mesh)
+        config["access_log"] += mesh_logs.rbac_logs(mesh)
+        config["local_reply_config"] = mesh_logs.local_replies(mesh)
     return hcm
 
 
@@ -252,7 +171,7 @@ def _refusing_hcm(hcm: dict[str, Any], mesh: MeshSettings) -> dict[str, Any]:
         "sidecar.example.io/mtls to permissive",
     }
     config["access_log"] = [
-        _warning_log(
+        mesh_logs.warning_log(
             "mesh: plaintext request refused (mtls: strict)",
             fields,
             {"not_health_check_filter": {}},
@@ -289,32 +208,6 @@ def _passthrough(mesh: MeshSettings, cluster: str) -> dict[str, Any]:
         "filter_chain_match": {"transport_protocol": "tls"},
         "filters": filters,
     }
-
-
-def _handshake_log(mesh: MeshSettings) -> dict[str, Any]:
-    fields = {
-        "client": "%DOWNSTREAM_REMOTE_ADDRESS%",
-        "sni": "%REQUESTED_SERVER_NAME%",
-        "chain": "%FILTER_CHAIN_NAME%",
-        "reason": "%DOWNSTREAM_TRANSPORT_FAILURE_REASON%",
-        "identity": mesh.identity.uri,
-        "fix": "a caller without a mesh certificate from this cluster's roots, or with a stale "
-        "trust bundle: check the caller's proxy log (sidecar_mesh_* metrics) and that both "
-        "pods trust the same roots",
-    }
-    # Listener logs fire for other connections too (tls_inspector notes plain HTTP
-    # as a "failure"): only the mesh chain's failed handshakes here.
-    failed: dict[str, Any] = {
-        "extension_filter": {
-            "name": "envoy.access_loggers.extension_filters.cel",
-            "typed_config": {
-                "@type": CEL_FILTER,
-                "expression": "xds.filter_chain_name == 'mesh' && "
-                "connection.transport_failure_reason != ''",
-            },
-        }
-    }
-    return _warning_log("mesh: inbound TLS handshake failed", fields, failed)
 
 
 def secure_inbound(listener: dict[str, Any], mesh: MeshSettings) -> None:
@@ -360,7 +253,7 @@ def secure_inbound(listener: dict[str, Any], mesh: MeshSettings) -> None:
         {"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": TLS_INSPECTOR}}
     ]
     listener["filter_chains"] = chains
-    listener["access_log"] = [_handshake_log(mesh)]
+    listener["access_log"] = [mesh_logs.handshake_log(mesh)]
 
 
 def secure_outbound(cluster: dict[str, Any], listener: dict[str, Any], mesh: MeshSettings) -> None:
@@ -381,23 +274,17 @@ def secure_outbound(cluster: dict[str, Any], listener: dict[str, Any], mesh: Mes
         "expected": peer.uri,
         "identity": mesh.identity.uri,
         "reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
-        "fix": _outbound_fix(peer),
+        "fix": mesh_logs.outbound_fix(peer),
     }
     failed: dict[str, Any] = {"response_flag_filter": {"flags": ["UF"]}}
-    config["access_log"].append(_warning_log("mesh: upstream connection failed", fields, failed))
+    config["access_log"].append(
+        mesh_logs.warning_log("mesh: upstream connection failed", fields, failed)
+    )
     body = (
         f"sidecar mesh: cannot reach {peer.uri} at %UPSTREAM_HOST% over mTLS "
-        f"(%UPSTREAM_TRANSPORT_FAILURE_REASON%); {_outbound_fix(peer)}\n"
+        f"(%UPSTREAM_TRANSPORT_FAILURE_REASON%); {mesh_logs.outbound_fix(peer)}\n"
     )
-    config["local_reply_config"] = {"mappers": [_reply(failed, body)]}
-
-
-def _outbound_fix(peer: SpiffeId) -> str:
-    return (
-        f"CERTIFICATE_VERIFY_FAILED means the server is not {peer.uri} (check "
-        "sidecar.example.io/upstream-identity) or not from this mesh; a reset means it is "
-        "not an injected pod with mtls on"
-    )
+    config["local_reply_config"] = {"mappers": [mesh_logs.reply(failed, body)]}
 
 
 def _copy(value: Any) -> Any:

@@ -21,6 +21,7 @@ from typing import Any
 
 from cryptography import x509
 
+from sidecar.proxy.admin import EnvoyAdmin
 from tests.mesh.signer_server import SignerServer
 from tests.netns import PEER_V4, Link, Namespace
 from tests.proxy.harness import Proxy, Response, Upstream, get_text, request
@@ -70,13 +71,7 @@ class MeshProxy:
         return self.get("/metrics")[1]
 
     def certs(self) -> dict[str, list[int]]:
-        status, body = self.ns.call(get_text, "http://127.0.0.1:15000/certs")
-        assert status == 200
-        found: dict[str, list[int]] = {"cert_chain": [], "ca_cert": []}
-        for item in json.loads(body)["certificates"]:
-            for kind in found:
-                found[kind] += [int(c["serial_number"], 16) for c in item.get(kind, [])]
-        return found
+        return self.ns.call(EnvoyAdmin(15000).certificates)
 
     def issued(self) -> list[dict[str, Any]]:
         return [r for r in self.proxy.logs() if r.get("msg") == "mesh: certificate issued"]

@@ -4,7 +4,6 @@ clear failures, trust bundle swaps and reports."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from contract.spiffe import SpiffeId
 from injector.mesh.signer import RequestDenied
 from sidecar.files import write_atomic
+from sidecar.proxy.admin import EnvoyAdmin
 from tests.mesh.pki import leaf
 from tests.mesh.signer_server import Pod, SignerServer
 from tests.proxy.harness import Proxy, Upstream, get_text, metric
@@ -47,13 +47,7 @@ def mesh_env(signer: SignerServer, pod: Pod, tmp_path: Path, **extra: str) -> di
 
 
 def envoy_certs(proxy: Proxy) -> dict[str, list[int]]:
-    status, body = get_text(f"http://127.0.0.1:{proxy.admin_port}/certs")
-    assert status == 200
-    found: dict[str, list[int]] = {"cert_chain": [], "ca_cert": []}
-    for item in json.loads(body)["certificates"]:
-        for kind in found:
-            found[kind] += [int(c["serial_number"], 16) for c in item.get(kind, [])]
-    return found
+    return EnvoyAdmin(proxy.admin_port).certificates()
 
 
 def test_ready_only_once_envoy_serves_the_issued_certificate(
