@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e import harness, install
+from e2e import harness, install, node_config
 from e2e.cluster import ClusterInfo, free_port
 from e2e.kube import Kube, KubeError
 
@@ -194,8 +194,9 @@ def injector(
         overlay = harness.manifests_overlay()
         try:
             if overlay is not None and os.environ.get("SIDECAR_E2E_OPERATOR", "1") != "0":
+                node_ip = node_config.NODE_IP if local_cluster and local_cluster.node else None
                 installed = harness.install_with_operator(
-                    kube, kubectl, kubeconfig, overlay, workdir, free_port()
+                    kube, kubectl, kubeconfig, overlay, workdir, free_port(), node_ip
                 )
             else:
                 installed = harness.install_webhook_only(kube, kubeconfig, workdir, free_port())

@@ -388,11 +388,20 @@ def service_account_kubeconfig(
 
 
 def install_with_operator(
-    kube: Kube, kubectl: str, kubeconfig: str | None, overlay: Path, workdir: Path, port: int
+    kube: Kube,
+    kubectl: str,
+    kubeconfig: str | None,
+    overlay: Path,
+    workdir: Path,
+    port: int,
+    node_ip: str | None = None,
 ) -> Installed:
     """Apply the overlay server-side (webhook URL rewritten, caBundle left to the
     operator) and run the Deployment's own command line locally as its
-    ServiceAccount, listening on 127.0.0.1:port with 127.0.0.1 in its cert."""
+    ServiceAccount, listening on 127.0.0.1:port with 127.0.0.1 in its cert.
+    With ``node_ip`` (the local node's address; this process then runs in the
+    node's private network namespace) it listens on every address and pods get
+    its mesh certificate endpoint at that address."""
     docs = manifest_documents(kubectl, overlay)
     url = f"https://127.0.0.1:{port}"
     deployments = [
@@ -423,7 +432,11 @@ def install_with_operator(
     pod_spec = deployment["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
     args = [a for a in container.get("args", []) if not a.startswith(("--listen", "--metrics"))]
-    args += [f"--listen=127.0.0.1:{port}", "--cert-ip=127.0.0.1", f"--mesh-port={free_port()}"]
+    mesh_port = free_port()
+    host = "127.0.0.1" if node_ip is None else "0.0.0.0"  # the node's own netns
+    args += [f"--listen={host}:{port}", "--cert-ip=127.0.0.1", f"--mesh-port={mesh_port}"]
+    if node_ip is not None:
+        args += [f"--cert-ip={node_ip}", f"--mesh-signer=https://{node_ip}:{mesh_port}"]
     if any(a.startswith("--metrics-listen") for a in container.get("args", [])):
         args.append("--metrics-listen=127.0.0.1:0")  # an ephemeral port: runs in parallel
     sa_kubeconfig = service_account_kubeconfig(
