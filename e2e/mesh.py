@@ -1,14 +1,18 @@
-"""Meshed pods without a kubelet, for the e2e mesh tests and ``make bench``.
+"""The mesh in e2e tests and ``make bench``: meshed pods, tokens, the roots.
 
-A pod is created with ``spec.nodeName`` set (on a Node object that has no
-kubelet: it stays Pending) and injected by our webhook with mtls strict (its
-status annotation then carries the mesh entry the operator checks);
-``pod_token`` asks the API server for the projected token the kubelet would
-mount (TokenRequest bound to the pod, our audience, 10 minutes).
+Without a kubelet: a pod is created with ``spec.nodeName`` set (on a Node
+object that has no kubelet: it stays Pending) and injected by our webhook with
+mtls strict (its status annotation then carries the mesh entry the operator
+checks); ``pod_token`` asks the API server for the projected token the kubelet
+would mount (TokenRequest bound to the pod, our audience, 10 minutes).
+
+On any cluster: ``trust_files`` (a namespace's trust ConfigMap, once
+published) and ``root_state`` (the operator's roots, from its Secret).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
@@ -16,6 +20,8 @@ from typing import Any
 from e2e.kube import Kube, wait_for
 from injector.operator.identity_review import AUDIENCE
 from injector.operator.mesh_ca import TRUST_CONFIGMAP
+
+CA_SECRET = "/api/v1/namespaces/sidecar-injector/secrets/sidecar-mesh-ca"
 
 TRUST_DOMAIN = "cluster.local"
 
@@ -81,3 +87,11 @@ def trust_files(kube: Kube, namespace: str, timeout: float = 60) -> dict[str, st
         return dict(found.body["data"]) if found.ok else None
 
     return wait_for(published, timeout=timeout, what=f"ConfigMap {namespace}/{TRUST_CONFIGMAP}")
+
+
+def root_state(kube: Kube) -> dict[str, Any]:
+    """The operator's trust state (``state.json`` of Secret sidecar-mesh-ca):
+    ``generation`` and ``roots`` (each ``state``, ``certificate``, ...)."""
+    data = kube.get(CA_SECRET).expect(200)["data"]["state.json"]
+    state: dict[str, Any] = json.loads(base64.b64decode(data))
+    return state

@@ -9,7 +9,6 @@ the same child the proxy agent runs) is run as a local process.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -23,8 +22,18 @@ from cryptography import x509
 
 from e2e.conftest import Injector
 from e2e.kube import Kube, wait_for
-from e2e.mesh import TRUST_CONFIGMAP as TRUST
-from e2e.mesh import TRUST_DOMAIN, create_node, meshed_pod, pod_token, trust_files
+from e2e.mesh import (
+    CA_SECRET,
+    TRUST_DOMAIN,
+    create_node,
+    meshed_pod,
+    pod_token,
+    root_state,
+    trust_files,
+)
+from e2e.mesh import (
+    TRUST_CONFIGMAP as TRUST,
+)
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +160,10 @@ def test_a_root_rotation_waits_for_running_pods_to_report_it(
     token = pod_token(kube, pod)
     first = issue(tmp_path, mesh_url, trust, token, namespace, "web-1", "web")
     old_roots = first["roots"]
-    secret_path = "/api/v1/namespaces/sidecar-injector/secrets/sidecar-mesh-ca"
     request = uuid.uuid4().hex
     kube.request(
         "PATCH",
-        secret_path,
+        CA_SECRET,
         {"metadata": {"annotations": {"sidecar.example.io/rotate-root": request}}},
         content_type="application/merge-patch+json",
     ).expect(200)
@@ -164,7 +172,7 @@ def test_a_root_rotation_waits_for_running_pods_to_report_it(
         timeout=60,
         what="the next root in the trust ConfigMap",
     )
-    state = _state(kube, secret_path)
+    state = root_state(kube)
     assert [r["state"] for r in state["roots"]] == ["active", "next"]
     second = issue(
         tmp_path,
@@ -178,7 +186,7 @@ def test_a_root_rotation_waits_for_running_pods_to_report_it(
     assert second["roots"][0] == old_roots[0]  # still signed by the old root: not all reported
     report_trust(mesh_url, tmp_path / "t2", token, namespace, "web-1", published)
     wait_for(
-        lambda: [r["state"] for r in _state(kube, secret_path)["roots"]] == ["retiring", "active"],
+        lambda: [r["state"] for r in root_state(kube)["roots"]] == ["retiring", "active"],
         timeout=60,
         what="the switch after the report",
     )
@@ -206,12 +214,6 @@ def _bundle_roots(kube: Kube, namespace: str, count: int) -> list[str] | None:
     from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
 
     return [sha256(c.public_bytes(Encoding.DER)).hexdigest() for c in certs]
-
-
-def _state(kube: Kube, path: str) -> dict[str, Any]:
-    data = kube.get(path).expect(200)["data"]["state.json"]
-    state: dict[str, Any] = json.loads(base64.b64decode(data))
-    return state
 
 
 def report_trust(
