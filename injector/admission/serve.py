@@ -32,7 +32,14 @@ from injector.admission.metrics import CONTENT_TYPE, Metrics
 from injector.admission.review import FailurePolicy
 from injector.admission.tls import ServingTLS
 from injector.admission.webhook import OFFLOAD_ABOVE, Webhook
-from injector.admission.workers import Channel, Supervisor, Upstream, fork
+from injector.admission.workers import (
+    Channel,
+    Supervisor,
+    Upstream,
+    fork,
+    own_socket,
+    worker_sockets,
+)
 from injector.core.model import NamespaceInfo
 from injector.core.settings import Settings
 from injector.errors import ConfigError
@@ -184,6 +191,8 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):  # each worker listens on its own socket
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
@@ -212,10 +221,15 @@ def run(
     # Every object made so far goes to the permanent generation before the fork:
     # a worker's collections then never write to the pages it shares with the
     # supervisor (a collection writes each object's GC header, copying the page).
+    listeners = worker_sockets(sock, workers)
     gc.collect()
     gc.freeze()
-    children = fork(workers, lambda number, channel: _worker(ctx, number, sock, channel, grace))
-    sock.close()
+    children = fork(
+        workers,
+        lambda number, channel: _worker(ctx, number, own_socket(listeners, number), channel, grace),
+    )
+    for listener in {id(s): s for s in listeners}.values():
+        listener.close()
     return _new_runner().run(_supervise(ctx, children, operator, metrics_sock, grace))
 
 

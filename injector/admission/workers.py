@@ -1,10 +1,12 @@
-"""Serving on every core: worker processes that share the listening socket.
+"""Serving on every core: worker processes, each on its own listening socket.
 
 Python runs one thread at a time, so one process answers on one core. The
 supervisor (the process the CLI starts) binds the socket, then forks the
 workers before any event loop or thread exists; each worker runs its own
-event loop and HTTP server (``injector.admission.http``) on that socket, and
-the kernel spreads new connections over them. The supervisor never serves
+event loop and HTTP server (``injector.admission.http``) on its own socket,
+bound to the same address with SO_REUSEPORT, so the kernel spreads new
+connections over them by address (sharing one socket, the first worker awake
+accepted every connection waiting). The supervisor never serves
 reviews: it keeps the state (settings, namespace labels, certificate,
 readiness; the operator feeds them there) and sends every change to each
 worker over its own socketpair as length-prefixed pickles, reviews the pods
@@ -235,3 +237,31 @@ class Upstream:
                     future.set_result(message[2])
             else:
                 self.apply(message)
+
+
+def worker_sockets(sock: socket.socket, workers: int) -> list[socket.socket]:
+    """A listening socket per worker, bound with SO_REUSEPORT to ``sock``'s
+    address, so the kernel spreads new connections over the workers by their
+    addresses. Sharing one socket, the first worker awake accepted every
+    connection waiting (an API server's keep-alive pool could all land on
+    one worker). Without SO_REUSEPORT on ``sock``: the one socket for all."""
+    reuse = getattr(socket, "SO_REUSEPORT", None)
+    if workers == 1 or reuse is None or not sock.getsockopt(socket.SOL_SOCKET, reuse):
+        return [sock] * workers
+    found = [sock]
+    for _ in range(workers - 1):
+        extra = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        extra.bind(sock.getsockname())
+        found.append(extra)
+    return found
+
+
+def own_socket(listeners: list[socket.socket], number: int) -> socket.socket:
+    """In worker ``number``: its socket; the others' closed (the supervisor's copy too)."""
+    mine = listeners[number]
+    for other in listeners:
+        if other is not mine:
+            other.close()
+    return mine
