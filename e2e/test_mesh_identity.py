@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from e2e.mesh import (
 from e2e.mesh import (
     TRUST_CONFIGMAP as TRUST,
 )
+from injector.operator.mesh_acks import ACKS_LABEL, ACKS_PREFIX
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +203,45 @@ def test_a_root_rotation_waits_for_running_pods_to_report_it(
     reasons = [e["message"] for e in events if e["reason"] == "MeshRootRotation"]
     assert any("published next root" in m for m in reasons)
     assert any("now signs" in m for m in reasons)
+
+
+def test_a_pod_whose_certificate_was_not_renewed_gets_a_warning_event(
+    kube: Kube, namespace: str, node: dict[str, Any], mesh_url: str
+) -> None:
+    """A running meshed pod whose last certificate, as an endpoint replica
+    recorded it in its acks ConfigMap, is older than 3/4 of the lifetime (24 h):
+    the leader puts a Warning Event on the pod naming the expiry and the fix."""
+    pod = meshed_pod(kube, namespace, "web-1", "web", node["metadata"]["name"])
+    pod["status"] = {"phase": "Running"}
+    kube.request("PUT", f"/api/v1/namespaces/{namespace}/pods/web-1/status", pod).expect(200)
+    now = int(time.time())
+    row = [pod["metadata"]["uid"], "", now, now - 20 * 3600]  # issued 20 h ago
+    acks = f"{ACKS_PREFIX}e2e-{uuid.uuid4().hex[:8]}"
+    configmaps = "/api/v1/namespaces/sidecar-injector/configmaps"
+    kube.create(
+        configmaps,
+        {
+            "metadata": {"name": acks, "labels": {ACKS_LABEL: "true"}},
+            "data": {"acks.json": json.dumps([row])},
+        },
+    ).expect(201)
+    events_path = f"/api/v1/namespaces/{namespace}/events"
+    try:
+        events = wait_for(
+            lambda: [
+                e
+                for e in kube.get(events_path).expect(200)["items"]
+                if e["reason"] == "MeshCertificateNotRenewed"
+            ],
+            timeout=60,
+            what="the MeshCertificateNotRenewed event",
+        )
+    finally:
+        kube.delete(f"{configmaps}/{acks}")
+    assert events[0]["type"] == "Warning"
+    assert events[0]["involvedObject"]["name"] == "web-1"
+    assert "renewal keeps failing" in events[0]["message"]
+    assert "mesh: certificate request failed" in events[0]["message"]
 
 
 def _bundle_roots(kube: Kube, namespace: str, count: int) -> list[str] | None:
