@@ -12,6 +12,10 @@ changed). What happens next depends on what Vault answered:
   says so: KV v1 returns a secret's ``ttl`` key as ``lease_duration`` without
   a lease, a hint how often to check back (Vault's KV v1 documentation).
 
+Lease and token durations count from just before the request that got them:
+Vault starts a TTL no earlier, so a slow answer (or a loaded node) never
+pushes a renewal past the expiry.
+
 A 403 on a read is either a token gone bad or a policy that does not cover
 the path: ``lookup-self`` tells which. A bad token means one more login and
 one retry; a second 403, or a good token, is "permission denied for path X".
@@ -106,6 +110,7 @@ class Agent:
     # --- one secret ----------------------------------------------------------
     def fetch(self, item: Tracked) -> bool:
         spec = item.spec
+        sent = time.time()  # a lease's TTL counts from no earlier than this
         try:
             answer = self._authorized(
                 lambda token: self.client.call("GET", spec.path, token=token), spec.path
@@ -131,13 +136,13 @@ class Agent:
             item.lease = LeaseState(
                 lease_id,
                 duration,
-                now,
+                sent,
                 bool(answer.get("renewable")),
                 digest=hashlib.sha256(content).hexdigest(),
                 token_ref=self.auth.ref,
             )
             share = RENEW_SHARE if item.lease.renewable else REFETCH_SHARE
-            item.due = now + duration * share
+            item.due = sent + duration * share
         else:
             # No lease (KV). KV v1 answers a secret's ``ttl`` key, else the mount's
             # default lease TTL, as lease_duration: a hint how often to check back.
@@ -152,6 +157,7 @@ class Agent:
     def renew(self, item: Tracked) -> bool:
         lease = item.lease
         assert lease is not None
+        sent = time.time()
         try:
             answer = self._authorized(
                 lambda token: self.client.call(
@@ -167,12 +173,11 @@ class Agent:
             return self.fetch(item)
         granted = float(answer.get("lease_duration") or 0)
         self.auth.renewals.inc(kind="lease")
-        now = time.time()
         capped = granted < lease.duration or bool(answer.get("warnings"))
         item.lease = LeaseState(
-            lease.lease_id, granted, now, lease.renewable, capped, lease.digest, lease.token_ref
+            lease.lease_id, granted, sent, lease.renewable, capped, lease.digest, lease.token_ref
         )
-        item.due = now + granted * (REFETCH_SHARE if capped else RENEW_SHARE)
+        item.due = sent + granted * (REFETCH_SHARE if capped else RENEW_SHARE)
         self.log.info("lease renewed", secret=item.spec.name, ttl=int(granted), capped=capped)
         return False
 

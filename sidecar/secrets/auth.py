@@ -35,7 +35,7 @@ REPLACE_SHARE = 0.85
 class Token:
     value: str
     ttl: float  # seconds granted at issue or last renewal
-    issued: float  # wall clock of issue or last renewal
+    issued: float  # wall clock just before the request that issued or last renewed it
     renewable: bool
     relogin: bool = False  # capped or not renewable: replace rather than renew
 
@@ -99,6 +99,7 @@ class Auth:
                 f"service account token {self.jwt_file}: {exc.strerror}; the pod needs the "
                 "projected token volume the injector adds"
             ) from exc
+        sent = time.time()  # Vault issues the token after this: its TTL counts from no earlier
         try:
             answer = self.client.call(
                 "POST", f"auth/{self.mount}/login", body={"role": self.role, "jwt": jwt}
@@ -127,7 +128,7 @@ class Auth:
         self.token = Token(
             str(auth["client_token"]),
             float(auth.get("lease_duration") or 0),
-            time.time(),
+            sent,
             bool(auth.get("renewable")),
         )
         return self.token
@@ -184,6 +185,7 @@ class Auth:
 
     def adopt(self, token: Token) -> bool:
         """Reuse a handed-off token if Vault still takes it (or cannot say now)."""
+        sent = time.time()
         try:
             info = self.client.call("GET", "auth/token/lookup-self", token=token.value)
         except Denied:
@@ -195,7 +197,7 @@ class Auth:
         self.token = Token(
             token.value,
             float(data.get("ttl") or 0),
-            time.time(),
+            sent,
             bool(data.get("renewable")),
             token.relogin,
         )
@@ -216,6 +218,7 @@ class Auth:
         if token is None or token.relogin or not token.renewable:
             self.login()
             return
+        sent = time.time()
         try:
             answer = self.client.call(
                 "POST",
@@ -232,7 +235,7 @@ class Auth:
         self.token = Token(
             token.value,
             granted,
-            time.time(),
+            sent,
             bool(auth.get("renewable")),
             relogin=granted < token.ttl or bool(answer.get("warnings")),
         )

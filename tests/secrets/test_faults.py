@@ -58,6 +58,34 @@ def test_token_renewed_at_two_thirds_then_replaced_when_capped(
     assert backend.count("PUT", "sys/leases/renew") == 0  # never renewed a dead lease
 
 
+def test_a_slow_vault_still_gets_renewals_before_expiry(
+    vault: VaultStandIn, jwt_file: Path, tmp_path: Path
+) -> None:
+    """Stand-in only (slow on demand). Every answer takes 1.2 s and Vault starts
+    a TTL when it answers: timed from the answers' arrival, each renewal would
+    reach Vault 0.2 s after the 3 s token and lease ended (a login and a
+    re-fetch every time); timed from the requests, they arrive 1 s early."""
+    vault.add_role("app", ["app"], ["shop"], ["database/creds/"], token_ttl=3, token_max_ttl=600)
+    vault.add_database_role("app", default_ttl=3, max_ttl=600)
+    vault.delay = 1.2
+    try:
+        with Refresher(args(vault, jwt_file, tmp_path, [DB])):
+            wait_for(
+                lambda: vault.count("PUT", "/v1/sys/leases/renew") >= 2,
+                timeout=30,
+                what="two lease renewals",
+            )
+            wait_for(
+                lambda: vault.count("POST", "/v1/auth/token/renew-self") >= 2,
+                timeout=30,
+                what="two token renewals",
+            )
+            assert vault.count("POST", "/v1/auth/kubernetes/login") == 1
+            assert vault.count("GET", "/v1/database/creds/app") == 1
+    finally:
+        vault.delay = 0.0
+
+
 def test_expired_token_relogs_in_once_and_refetches_leased_secrets(
     backend: Backend, token_file: Path, tmp_path: Path, app: ReloadApp
 ) -> None:
