@@ -4,8 +4,12 @@
   operator's endpoint only (audience ``sidecar.example.io/identity``, 10
   minutes: the kubelet renews it at 80%), mounted in the proxy alone;
 * ``sidecar-mesh-trust``: ConfigMap ``sidecar-mesh-trust`` (roots, their
-  generation, the endpoint's CA), optional so a namespace the operator has
-  not reached yet does not block the pod (the agent says what it waits for);
+  generation, the endpoint's CA), required: the kubelet starts the pod's
+  containers once the operator has published it in the namespace (a few
+  seconds in a new namespace; "configmap not found" in the pod's events
+  meanwhile). Optional, the pod would start without it and the kubelet add it
+  only at its next periodic sync, a minute or more later: longer than a
+  classic proxy's postStart wait (60 s);
 * issuance ``podCertificate``: ``sidecar-pod-credentials``, the kubelet's
   Pod Certificate (ECDSA P-256 key + chain, one file) for our signer;
 * the pod's name, namespace and service account through the downward API.
@@ -33,7 +37,7 @@ def mesh_volumes(spec: RoleSpec) -> list[dict[str, Any]]:
         {"name": layout.IDENTITY_TOKEN_VOLUME, "projected": {"sources": [token]}},
         {
             "name": layout.MESH_TRUST_VOLUME,
-            "configMap": {"name": layout.MESH_TRUST_CONFIGMAP, "optional": True},
+            "configMap": {"name": layout.MESH_TRUST_CONFIGMAP},
         },
     ]
     if spec.get(mesh.POD_CREDENTIALS) is not None:
